@@ -1,0 +1,106 @@
+"""Lemma 1 / Theorem 1 over random networks (paper Section 6): three panels from ``theory.experiment.run``.
+
+(a) normalized projection dS.dT / |dT|^2 vs eps, shared vs different init; (b) relative first-order error vs eps with
+its fitted slope (smooth vs ReLU networks); (c) histogram of cos(dS, dT) at the largest small eps, shared vs different.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from theory.experiment import _fmt  # noqa: E402
+from figures.common import FIGURES_DIR, load_json, nan_array, save_figure, save_json, stem  # noqa: E402
+
+NAME = "theory_projection"
+
+
+def file_stem(config) -> str:
+    preset = "paper" if config.n_cases >= 200 else "quick"
+    return stem(NAME, preset=preset, dtype=config.dtype, seed=config.seed)
+
+
+def compute(config, *, progress: bool = True) -> dict:
+    from theory.experiment import run
+
+    return run(config, progress=progress)
+
+
+def _band(ax, x, y_CxE, color, label):
+    lo, med, hi = np.nanpercentile(y_CxE, [10, 50, 90], axis=0)
+    ax.plot(x, med, color=color, label=label)
+    ax.fill_between(x, lo, hi, color=color, alpha=0.25, lw=0)
+
+
+def plot(data: dict, path) -> Path:
+    eps = np.asarray(data["eps"])
+    cur = data["curves"]
+    s = data["summary"]
+    cases = data["cases"]
+    relu = np.array([c["arch"] == "cnn" or c["arch"].endswith("relu") for c in cases] * 2)
+    cat = lambda g1, g2, k: np.concatenate([nan_array(cur[g1][k]), nan_array(cur[g2][k])])
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
+
+    ax = axes[0]
+    shared = cat("lemma_shared", "theorem_shared", "normalized_projection_E")
+    other = cat("lemma_other", "theorem_other", "normalized_projection_E")
+    _band(ax, eps, shared, "C0", "shared init: dS.dT/|dT|$^2$ (all >= 0)")
+    _band(ax, eps, np.abs(other), "C3", f"different init: |.| ({100 * s['other_init_fraction_negative']:.0f}% < 0)")
+    ax.plot(eps, eps * np.nanmedian(shared[:, 0] / eps[0]), "k:", lw=1, label="slope 1")
+    ax.set(xscale="log", yscale="log", xlabel="teacher step eps", ylabel="normalized projection",
+           title="(a) Lemma 1: student moves toward teacher")
+    ax.legend(fontsize=8)
+
+    ax = axes[1]
+    err = cat("lemma_shared", "theorem_shared", "relative_error_E")
+    small = eps <= data["config"]["small_eps_max"]
+    for mask, color, key, label in [(~relu, "C2", "first_order_error_slope_smooth", "smooth (tanh/gelu/attn)"),
+                                    (relu, "C1", "first_order_error_slope_relu", "ReLU")]:
+        if mask.any():
+            st = s[key]
+            _band(ax, eps, err[mask], color, f"{label}: slope {_fmt(st['median'], '.3f')} (median), "
+                                             f"{_fmt(st['pooled'], '.3f')} (pooled)")
+    ax.axvspan(eps[small].min(), eps[small].max(), color="0.9", zorder=0, label="fit range")
+    ax.set(xscale="log", yscale="log", xlabel="teacher step eps", ylabel="|dS/eps - first order| / |first order|",
+           title="(b) first-order error is O(eps)")
+    ax.legend(fontsize=8)
+
+    ax = axes[2]
+    i = int(np.argmin(np.abs(eps - s["cosine_eps"])))
+    bins = np.linspace(-1, 1, 41)
+    ax.hist(cat("lemma_shared", "theorem_shared", "cosine_E")[:, i], bins, alpha=0.7, color="C0", label="shared init")
+    ax.hist(cat("lemma_other", "theorem_other", "cosine_E")[:, i], bins, alpha=0.7, color="C3", label="different init")
+    ax.set(xlabel=f"cos(dS, dT) at eps = {s['cosine_eps']:g}", ylabel="cases", title="(c) cosine of the updates")
+    ax.legend(fontsize=8)
+    fig.suptitle(f"Lemma 1 / Theorem 1 on {s['n_cases']} random networks x 2 checks ({data['config']['dtype']}); "
+                 f"projection >= 0 in {100 * s['lemma1_fraction_nonnegative_shared']:.1f}%, teacher loss falls in "
+                 f"{100 * s['theorem1_teacher_loss_falls_where_positive']:.1f}%", fontsize=10)
+    fig.tight_layout()
+    out = save_figure(fig, path)
+    plt.close(fig)
+    return out
+
+
+def main(config=None, out_dir=FIGURES_DIR, *, json_path=None, progress: bool = True) -> tuple[Path, Path, dict]:
+    """Compute, save JSON, plot from that JSON. Returns (json path, png path, data)."""
+    from theory.experiment import TheoryConfig
+
+    config = config or TheoryConfig.quick()
+    base = Path(out_dir) / file_stem(config)
+    json_path = Path(json_path) if json_path else base.with_suffix(".json")
+    save_json(json_path, compute(config, progress=progress))
+    data = load_json(json_path)  # plot from the JSON alone
+    return json_path, plot(data, base.with_suffix(".png")), data
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m figures.theory_projection RESULTS.json OUT.png  (re-plot from saved JSON)")
+    print(plot(load_json(sys.argv[1]), sys.argv[2]))

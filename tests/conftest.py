@@ -1,0 +1,32 @@
+"""Shared fixtures: float64 + strict dtype promotion for the math, and the real-MNIST location."""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import pytest
+
+IN_CI = os.environ.get("SUBLIMINAL_REQUIRE_DATA") == "1"
+
+
+@pytest.fixture
+def x64():
+    """float64 and strict promotion (an accidental float32/float64 mix raises instead of silently rounding)."""
+    with jax.enable_x64(True), jax.numpy_dtype_promotion("strict"):
+        yield
+
+
+@pytest.fixture(scope="session")
+def mnist_root():
+    """Root folder with real MNIST in torchvision's layout. Skips offline; fails in CI (SUBLIMINAL_REQUIRE_DATA=1)."""
+    from mnist_mlp.data import resolve_test_data_dir
+
+    root = resolve_test_data_dir()
+    if root is None:
+        msg = ("real MNIST not found: set SUBLIMINAL_DATA_DIR to a torchvision MNIST root, or SUBLIMINAL_MNIST_GZ "
+               "to a folder with the four original .gz files")
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return root

@@ -1,0 +1,55 @@
+"""The projection diagnostic of subliminal learning (Cloud, Le, Chua et al., arXiv 2507.14805, Section 6).
+
+Public API (stable; imported by ``mnist_mlp``, ``llm_bridge`` and users' notebooks):
+
+- geometry of updates: ``inner``, ``norm``, ``projection``, ``normalized_projection``, ``cosine``, ``flatten``
+- imitation losses: ``softmax_cross_entropy``, ``kl_divergence``, ``squared_error``, ``get_loss``
+- Lemma 1 / Theorem 1: ``student_update``, ``first_order_update``, ``gauss_newton_quadratic``,
+  ``check_lemma1``, ``check_theorem1`` (reports ``Lemma1Report`` / ``Theorem1Report``)
+- tolerances by dtype: ``tolerances``
+"""
+
+from theory.lemma import (
+    Lemma1Report,
+    Theorem1Report,
+    check_lemma1,
+    check_theorem1,
+    first_order_update,
+    gauss_newton_quadratic,
+    student_update,
+    teacher_params,
+)
+from theory.losses import (
+    LOSS_NAMES,
+    KLDivergence,
+    SoftmaxCrossEntropy,
+    SquaredError,
+    get_loss,
+    kl_divergence,
+    softmax_cross_entropy,
+    squared_error,
+)
+from theory.pytree import (
+    check_finite,
+    check_same_structure,
+    cosine,
+    flatten,
+    inner,
+    norm,
+    normalized_projection,
+    projection,
+    tree_add,
+    tree_scale,
+    tree_sub,
+)
+from theory.tolerances import TOLERANCES, Tolerances, tolerances
+
+__all__ = [
+    "Lemma1Report", "Theorem1Report", "check_lemma1", "check_theorem1", "first_order_update",
+    "gauss_newton_quadratic", "student_update", "teacher_params",
+    "LOSS_NAMES", "KLDivergence", "SoftmaxCrossEntropy", "SquaredError", "get_loss", "kl_divergence",
+    "softmax_cross_entropy", "squared_error",
+    "check_finite", "check_same_structure", "cosine", "flatten", "inner", "norm", "normalized_projection",
+    "projection", "tree_add", "tree_scale", "tree_sub",
+    "TOLERANCES", "Tolerances", "tolerances",
+]

@@ -1,0 +1,29 @@
+"""The one table of numerical tolerances, keyed by dtype (used by the tests and by ``python -m theory``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    rtol: float  # two exact computations of the same quantity (matrix-free vs explicit Jacobian)
+    atol: float  # absolute floor for quantities that should vanish (e.g. M @ null vector)
+    fd_rtol: float  # autodiff vs central finite differences (truncation error O(h^2) + roundoff / h)
+    fd_step: float  # finite-difference step h
+    roundoff: float  # relative size of rounding noise in one gradient evaluation (about 100 ulp)
+
+
+TOLERANCES = {
+    np.dtype("float64"): Tolerances(rtol=1e-9, atol=1e-12, fd_rtol=1e-6, fd_step=1e-5, roundoff=2e-14),
+    np.dtype("float32"): Tolerances(rtol=1e-4, atol=1e-6, fd_rtol=3e-2, fd_step=3e-3, roundoff=1e-5),
+}
+
+
+def tolerances(dtype) -> Tolerances:
+    dtype = np.dtype(dtype)
+    if dtype not in TOLERANCES:
+        raise ValueError(f"no tolerances for dtype {dtype}; known: {', '.join(map(str, TOLERANCES))}")
+    return TOLERANCES[dtype]
