@@ -1,0 +1,62 @@
+"""``python -m figures``: regenerate every figure (JSON + PNG) into figures/.
+
+``--preset quick`` (default) runs in a few minutes on 2 CPU cores; ``--preset paper`` is the full protocol
+(336-case theory grid, 100 MNIST runs; resumable). File names carry the settings, so presets never overwrite each other.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(add_completion=False, help=__doc__)
+
+
+@app.command()
+def main(
+    preset: str = typer.Option("quick", help="quick or paper"),
+    out: Path = typer.Option(Path(__file__).resolve().parent, "--out", help="folder for JSON and PNG"),
+    runs_dir: Path = typer.Option(Path("runs"), help="MNIST checkpoints (reused with --resume semantics)"),
+    data_dir: Path = typer.Option(None, help="torchvision MNIST root (default: $SUBLIMINAL_DATA_DIR or ./data)"),
+    only: str = typer.Option(None, help="comma-separated subset: theory,mnist"),
+    download: bool = typer.Option(True, help="let torchvision download MNIST when it is neither in --data-dir nor "
+                                  "in $SUBLIMINAL_MNIST_GZ / ../shared/data/mnist"),
+    progress: bool = typer.Option(True),
+):
+    from figures import mnist_fig10, theory_projection
+    from mnist_mlp.config import MnistConfig
+    from mnist_mlp.data import DataError, ensure_mnist
+    from theory.experiment import TheoryConfig
+
+    if preset not in ("quick", "paper"):
+        raise typer.BadParameter("choose quick or paper", param_hint="--preset")
+    wanted = set((only or "theory,mnist").split(","))
+    dd = str(data_dir) if data_dir else None
+    try:
+        dd = str(ensure_mnist(dd, download=download))
+    except DataError as e:
+        if "mnist" in wanted:
+            raise SystemExit(f"error: {e}")
+        dd = None  # the theory grid then runs without real-digit inputs
+    jobs = {
+        "theory": lambda: theory_projection.main(
+            (TheoryConfig.quick if preset == "quick" else TheoryConfig.paper)(data_dir=dd), out, progress=progress),
+        "mnist": lambda: mnist_fig10.main(
+            (MnistConfig.quick if preset == "quick" else MnistConfig.paper)(data_dir=dd), out, runs_dir=runs_dir,
+            resume=True, progress=progress),
+    }
+    for name, job in jobs.items():
+        if name not in wanted:
+            continue
+        t0 = time.perf_counter()
+        try:
+            jp, png, _ = job()
+        except DataError as e:
+            raise SystemExit(f"error: {e}")
+        print(f"{name}: wrote {jp.name} and {png.name} in {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,67 @@
+"""``python -m mnist_mlp``: the MNIST auxiliary-logit experiment (paper Fig. 10) with the projection diagnostic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, help=__doc__)
+
+
+@app.command()
+def main(
+    preset: str = typer.Option("quick", help="quick (4 runs, about a minute on CPU) or paper (100 runs)"),
+    runs: Optional[int] = typer.Option(None, help="override the preset's number of runs"),
+    seed: int = typer.Option(0, help="root seed; every key is split from it by role"),
+    epochs: Optional[int] = typer.Option(None, help="override the epochs of teachers and students"),
+    chunk_size: Optional[int] = typer.Option(None, help="runs trained at once (memory vs speed)"),
+    out: Path = typer.Option(Path("runs"), "--out", help="folder for per-chunk checkpoints and results.json"),
+    figures_dir: Path = typer.Option(Path("figures"), help="where the figure's JSON and PNG go"),
+    resume: bool = typer.Option(False, "--resume", help="reuse finished chunks of an interrupted run"),
+    data_dir: Optional[Path] = typer.Option(None, help="torchvision MNIST root (default: $SUBLIMINAL_DATA_DIR or "
+                                            "./data); offline: python -m mnist_mlp.data --from-gz DIR"),
+    download: bool = typer.Option(True, help="let torchvision download MNIST when it is neither in --data-dir nor "
+                                  "in $SUBLIMINAL_MNIST_GZ / ../shared/data/mnist"),
+    progress: bool = typer.Option(True, help="show progress bars"),
+):
+    from figures import mnist_fig10
+    from mnist_mlp.config import MnistConfig
+    from mnist_mlp.data import DataError, ensure_mnist
+
+    presets = {"quick": MnistConfig.quick, "paper": MnistConfig.paper}
+    if preset not in presets:
+        raise typer.BadParameter(f"unknown preset {preset!r}; choose quick or paper", param_hint="--preset")
+    kw = {k: v for k, v in {"runs": runs, "epochs": epochs, "chunk_size": chunk_size}.items() if v is not None}
+    try:
+        root = ensure_mnist(data_dir, download=download)
+        config = presets[preset](seed=seed, data_dir=str(root), **kw)
+        config.validate()
+        jp, png, data = mnist_fig10.main(config, figures_dir, runs_dir=out, resume=resume, progress=progress)
+    except (DataError, ValueError) as e:
+        raise SystemExit(f"error: {e}")
+    for line in summary_lines(data):
+        print(line)
+    print(f"\nwrote {jp}\nwrote {png}")
+
+
+def summary_lines(data: dict) -> list[str]:
+    s = data["summary"]
+    rows = [f"{'model':<12}{'test acc':>10}{'95% CI':>20}{'cos first step':>16}{'cos total':>11}{'L_T first':>11}"]
+    for name, d in s.items():
+        a = d["accuracy"]
+        ci = "n/a" if a["ci95"][0] is None else f"[{a['ci95'][0]:.2%}, {a['ci95'][1]:.2%}]"
+        c1 = d.get("first_step_gradient_cos", {}).get("mean")
+        ct = d.get("total_update_cos", {}).get("mean")
+        lt = d.get("teacher_loss_first_step_change", {}).get("fraction_negative")
+        rows.append(f"{name:<12}{a['mean']:>10.2%}{ci:>20}{'' if c1 is None else f'{c1:.3f}':>16}"
+                    f"{'' if ct is None else f'{ct:.3f}':>11}{'' if lt is None else f'{lt:.0%} fall':>11}")
+    t = data["timings"]
+    rows.append(f"\n{data['config']['runs']} runs in {t['total_s']:.0f} s ({t['model_epochs_per_s']:.2f} model-epochs/s "
+                f"on {data['versions']['device']})")
+    return rows
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,305 @@
+"""The MNIST auxiliary-logit experiment of paper Section 6.2 (Fig. 10), with the projection diagnostic of Section 6.
+
+Per run r: a reference init theta_0; a teacher trained from it on MNIST (class logits only); four students that start
+from theta_0 and imitate on uniform noise either the 3 auxiliary logits or all 13 logits of either their own teacher
+("same": shared init) or the teacher of run pi(r) ("other": a different init), pi a random derangement, so no student
+is ever paired with its own teacher. The students never see a digit, and the aux students never a class logit.
+
+Phase 1 trains all teachers, phase 2 the students; both in chunks of runs trained at once (vmap). Each finished
+chunk is written atomically under ``out_dir/<run name>/``, so ``resume=True`` skips it after an interruption.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from figures.common import _atomic_write, save_json
+from mnist_mlp import train
+from mnist_mlp.config import MnistConfig
+from mnist_mlp.model import MLP, apply_fn_of
+
+MODELS = ("reference", "teacher", *train.STUDENTS)
+# Roles of the keys split from the one seed.
+ROLES = {"init": 0, "teacher_shuffle": 1, "noise": 2, "student_shuffle": 3, "pairing": 4, "eval": 5}
+
+
+def role_key(seed: int, role: str):
+    return jax.random.fold_in(jax.random.key(seed), ROLES[role])
+
+
+def run_keys(seed: int, role: str, runs) -> jax.Array:
+    base = role_key(seed, role)
+    return jax.vmap(lambda r: jax.random.fold_in(base, r))(jnp.asarray(list(runs)))
+
+
+def derangement(key, n: int) -> np.ndarray:
+    """A uniformly random permutation without fixed points (rejection sampling; ~e tries expected)."""
+    if n < 2:
+        raise ValueError("a derangement needs n >= 2")
+    for attempt in range(10_000):
+        perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, attempt), n))
+        if not np.any(perm == np.arange(n)):
+            return perm
+    raise RuntimeError("no derangement found")  # probability ~ (1 - 1/e)^10000
+
+
+def bootstrap_ci(values, *, level: float = 0.95, n_boot: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean (fixed seed: same data, same interval)."""
+    v = np.asarray(values, float)
+    if v.size < 2:
+        return float("nan"), float("nan")
+    means = np.random.default_rng(seed).choice(v, (n_boot, v.size)).mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def run_name(config: MnistConfig) -> str:
+    return f"mnist_{config.preset_name}_runs{config.runs}_seed{config.seed}_{config.fingerprint()}"
+
+
+def _chunks(config: MnistConfig) -> list[range]:
+    return [range(i, min(i + config.chunk_size, config.runs)) for i in range(0, config.runs, config.chunk_size)]
+
+
+def _save_params(path: Path, params_R, extra: dict) -> None:
+    flat, _ = jax.tree_util.tree_flatten_with_path(params_R)
+    arrays = {jax.tree_util.keystr(p): np.asarray(a) for p, a in flat}
+    arrays["__meta__"] = np.frombuffer(json.dumps(extra).encode(), dtype=np.uint8)
+    _atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def _load_params(path: Path, like_R) -> tuple[object, dict]:
+    with np.load(path) as z:
+        meta = json.loads(bytes(z["__meta__"]).decode())
+        flat, treedef = jax.tree_util.tree_flatten_with_path(like_R)
+        leaves = [jnp.asarray(z[jax.tree_util.keystr(p)]) for p, _ in flat]
+    return jax.tree_util.tree_unflatten(treedef, leaves), meta
+
+
+class Experiment:
+    """Holds the data, model and optimizer of one configuration; ``run()`` executes both phases."""
+
+    def __init__(self, config: MnistConfig, out_dir, *, resume: bool = False, progress: bool = True):
+        from mnist_mlp.data import default_data_dir, load_mnist
+
+        config.validate()
+        self.config, self.resume, self.progress = config, resume, progress
+        self.dir = Path(out_dir) / run_name(config)
+        root = config.data_dir or default_data_dir()
+        xtr, ytr = load_mnist(root, split="train")
+        xte, yte = load_mnist(root, split="test")
+        self.x_train, self.y_train = jnp.asarray(xtr), jnp.asarray(ytr)
+        self.x_test, self.y_test = jnp.asarray(xte), jnp.asarray(yte)
+        self.module = MLP(hidden=tuple(config.hidden), n_aux=config.n_aux)
+        self.apply_fn = apply_fn_of(self.module)
+        self.tx = optax.adam(config.lr)
+        eval_idx = jax.random.choice(role_key(config.seed, "eval"), self.x_train.shape[0], (config.eval_subset,),
+                                     replace=False)
+        self.x_eval, self.y_eval = self.x_train[eval_idx], self.y_train[eval_idx]
+        self.timings: dict[str, float] = {}
+
+    def references(self, runs):
+        return jax.vmap(self.module.init_params)(run_keys(self.config.seed, "init", runs))
+
+    def _meta_ok(self, meta: dict) -> bool:
+        return meta.get("fingerprint") == self.config.fingerprint()
+
+    # ---- phase 1: teachers -------------------------------------------------------------------------------
+    def train_teachers(self, runs):
+        cfg = self.config
+        params = self.references(runs)
+        opt = jax.vmap(self.tx.init)(params)
+        shuffle = run_keys(cfg.seed, "teacher_shuffle", runs)
+        n = self.x_train.shape[0]
+        steps = train.n_steps(n, cfg.batch_size)
+        bar = tqdm(total=cfg.epochs * steps, desc=f"teachers {runs.start}-{runs.stop - 1}", disable=not self.progress,
+                   leave=False)
+        for epoch in range(cfg.epochs):
+            keys = jax.vmap(lambda k: jax.random.fold_in(k, epoch))(shuffle)
+            idx_RxSxB, mask_RxSxB = jax.vmap(lambda k: train.epoch_batches(k, n, cfg.batch_size))(keys)
+            for s in range(steps):
+                params, opt, loss = train.teacher_step(self.apply_fn, self.tx, params, opt, self.x_train, self.y_train,
+                                                       idx_RxSxB[:, s], mask_RxSxB[:, s])
+                bar.update()
+        bar.close()
+        if not np.all(np.isfinite(np.asarray(loss))):
+            raise FloatingPointError(f"teacher loss became NaN/inf in runs {list(runs)}; lower the learning rate")
+        return params
+
+    def teachers(self):
+        """All teachers (trained or loaded chunk by chunk) and their test accuracies."""
+        chunks, params, acc_ref, acc_teacher = _chunks(self.config), [], [], []
+        t0 = time.perf_counter()
+        for k, runs in enumerate(tqdm(chunks, desc="phase 1: teachers", disable=not self.progress)):
+            path = self.dir / f"teachers_{k:03d}.npz"
+            loaded = None
+            if self.resume and path.exists():
+                like = self.references(runs)
+                p, meta = _load_params(path, like)
+                if self._meta_ok(meta) and meta["runs"] == [runs.start, runs.stop]:
+                    loaded = (p, meta)
+            if loaded is None:
+                p = self.train_teachers(runs)
+                meta = {"fingerprint": self.config.fingerprint(), "runs": [runs.start, runs.stop],
+                        "acc_reference": np.asarray(train.accuracy(self.apply_fn, self.references(runs), self.x_test,
+                                                                   self.y_test)).tolist(),
+                        "acc_teacher": np.asarray(train.accuracy(self.apply_fn, p, self.x_test, self.y_test)).tolist()}
+                _save_params(path, p, meta)
+            else:
+                p, meta = loaded
+            params.append(p)
+            acc_ref += meta["acc_reference"]
+            acc_teacher += meta["acc_teacher"]
+        self.timings["teachers_s"] = time.perf_counter() - t0
+        all_params = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *params)
+        return all_params, np.array(acc_ref), np.array(acc_teacher)
+
+    # ---- phase 2: students -------------------------------------------------------------------------------
+    def train_students(self, runs, teachers_all, pairing) -> dict:
+        cfg = self.config
+        apply_fn, aux = self.apply_fn, self.module.aux_indices()
+        idx = np.asarray(list(runs))
+        ref = self.references(runs)
+        other = pairing[idx]
+        take = lambda tree, i: jax.tree_util.tree_map(lambda a: a[jnp.asarray(i)], tree)
+        teacher, teacher_other = take(teachers_all, idx), take(teachers_all, other)
+        ref_other = self.references(other.tolist())
+        noise = run_keys(cfg.seed, "noise", runs)
+        shuffle = run_keys(cfg.seed, "student_shuffle", runs)
+        steps = train.n_steps(cfg.n_noise, cfg.batch_size)
+        total = cfg.epochs * steps
+        log_steps = sorted({s for s in cfg.log_steps if s <= total} | {total})
+        # Each student gets its own copy of theta_0: the step donates (reuses) the students' buffers.
+        copy = lambda tree: jax.tree_util.tree_map(jnp.copy, tree)
+        students = {name: (copy(ref), jax.vmap(self.tx.init)(ref)) for name in train.STUDENTS}
+        whose = {"same": (teacher, ref), "other": (teacher_other, ref_other)}
+        losses = train.student_losses(aux)
+        out = {name: {"teacher_loss_curve": []} for name in train.STUDENTS}
+
+        def log_teacher_loss():
+            for name in train.STUDENTS:
+                out[name]["teacher_loss_curve"].append(
+                    np.asarray(train.mean_class_ce(apply_fn, students[name][0], self.x_eval, self.y_eval)).tolist())
+
+        step = 0
+        log_teacher_loss()
+        bar = tqdm(total=total, desc=f"students {runs.start}-{runs.stop - 1}", disable=not self.progress, leave=False)
+        for epoch in range(cfg.epochs):
+            keys = jax.vmap(lambda k: jax.random.fold_in(k, epoch))(shuffle)
+            idx_RxSxB, mask_RxSxB = jax.vmap(lambda k: train.epoch_batches(k, cfg.n_noise, cfg.batch_size))(keys)
+            if epoch == 0:  # Lemma 1 at the first step, on the first batch the student will see
+                x1 = jax.vmap(train.noise_images)(noise, idx_RxSxB[:, 0])
+                for name, (which, w) in train.STUDENTS.items():
+                    cos, proj = train.first_step_diagnostic(apply_fn, losses[which], ref, *whose[w], x1)
+                    out[name]["first_step_gradient_cos"] = np.asarray(cos).tolist()
+                    out[name]["first_step_gradient_projection"] = np.asarray(proj).tolist()
+            for s in range(steps):
+                students, values = train.student_step(apply_fn, self.tx, aux, students, teacher, teacher_other, noise,
+                                                      idx_RxSxB[:, s], mask_RxSxB[:, s])
+                step += 1
+                if step == 1:
+                    for name, (which, w) in train.STUDENTS.items():
+                        cos, proj = train.update_geometry(ref, students[name][0], *whose[w])
+                        out[name]["first_step_adam_cos"] = np.asarray(cos).tolist()
+                        out[name]["first_step_adam_projection"] = np.asarray(proj).tolist()
+                if step in log_steps:
+                    log_teacher_loss()
+                bar.update()
+        bar.close()
+        for name, (which, w) in train.STUDENTS.items():
+            final = students[name][0]
+            if not all(np.all(np.isfinite(np.asarray(a))) for a in jax.tree_util.tree_leaves(final)):
+                raise FloatingPointError(f"student {name} diverged (NaN/inf) in runs {list(runs)}")
+            cos, proj = train.update_geometry(ref, final, *whose[w])
+            out[name].update(
+                accuracy=np.asarray(train.accuracy(apply_fn, final, self.x_test, self.y_test)).tolist(),
+                total_update_cos=np.asarray(cos).tolist(),
+                total_update_projection=np.asarray(proj).tolist(),
+                final_imitation_loss=np.asarray(values[name]).tolist(),
+            )
+        return {"runs": [runs.start, runs.stop], "paired_teacher": other.tolist(), "log_steps": log_steps,
+                "fingerprint": self.config.fingerprint(), "students": out}
+
+    def students(self, teachers_all) -> list[dict]:
+        pairing = derangement(role_key(self.config.seed, "pairing"), self.config.runs)
+        results = []
+        t0 = time.perf_counter()
+        for k, runs in enumerate(tqdm(_chunks(self.config), desc="phase 2: students", disable=not self.progress)):
+            path = self.dir / f"students_{k:03d}.json"
+            if self.resume and path.exists():
+                res = json.loads(path.read_text())
+                if res.get("fingerprint") == self.config.fingerprint() and res["runs"] == [runs.start, runs.stop]:
+                    results.append(res)
+                    continue
+            res = self.train_students(runs, teachers_all, pairing)
+            save_json(path, res)
+            results.append(res)
+        self.timings["students_s"] = time.perf_counter() - t0
+        return results
+
+    def run(self) -> dict:
+        t0 = time.perf_counter()
+        teachers_all, acc_ref, acc_teacher = self.teachers()
+        chunks = self.students(teachers_all)
+        self.timings["total_s"] = time.perf_counter() - t0
+        return assemble(self.config, acc_ref, acc_teacher, chunks, self.timings)
+
+
+def assemble(config: MnistConfig, acc_ref, acc_teacher, chunks: list[dict], timings: dict) -> dict:
+    """Per-run numbers, means with 95% bootstrap CIs, timings and versions: the JSON the figure is drawn from."""
+    per_run = {"reference": {"accuracy": list(acc_ref)}, "teacher": {"accuracy": list(acc_teacher)}}
+    for name in train.STUDENTS:
+        per_run[name] = {}
+        for c in chunks:
+            for key, v in c["students"][name].items():
+                if key == "teacher_loss_curve":  # (log step) x (runs of chunk) -> runs x log steps
+                    v = np.asarray(v).T.tolist()
+                per_run[name].setdefault(key, []).extend(v)
+    summary = {}
+    for model, d in per_run.items():
+        summary[model] = {}
+        for key in ("accuracy", "total_update_cos", "total_update_projection", "first_step_gradient_cos",
+                    "first_step_gradient_projection", "first_step_adam_cos"):
+            if key in d:
+                v = np.asarray(d[key], float)
+                summary[model][key] = {"mean": float(v.mean()), "ci95": bootstrap_ci(v), "min": float(v.min()),
+                                       "max": float(v.max())}
+        if "teacher_loss_curve" in d:
+            curve = np.asarray(d["teacher_loss_curve"], float)
+            change = curve[:, 1] - curve[:, 0]
+            summary[model]["teacher_loss_first_step_change"] = {
+                "mean": float(change.mean()), "ci95": bootstrap_ci(change),
+                "fraction_negative": float(np.mean(change < 0))}
+    steps_total = config.epochs * train.n_steps(config.n_noise, config.batch_size)
+    model_epochs = config.runs * config.epochs * (1 + len(train.STUDENTS))
+    return {
+        "config": dataclasses.asdict(config),
+        "fingerprint": config.fingerprint(),
+        "pairing": [p for c in chunks for p in c["paired_teacher"]],
+        "log_steps": chunks[0]["log_steps"],
+        "per_run": per_run,
+        "summary": summary,
+        "timings": {**timings, "model_epochs_per_s": model_epochs / max(timings.get("total_s", 0), 1e-9),
+                    "steps_per_student_run": steps_total},
+        "versions": {"jax": jax.__version__, "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else "",
+                     "optax": optax.__version__, "numpy": np.__version__, "python": platform.python_version(),
+                     "backend": jax.default_backend(), "device": str(jax.devices()[0])},
+    }
+
+
+def run(config: MnistConfig, out_dir="runs", *, resume: bool = False, progress: bool = True) -> dict:
+    """Run the experiment; returns the results dict (also written to ``out_dir/<run name>/results.json``)."""
+    exp = Experiment(config, out_dir, resume=resume, progress=progress)
+    results = exp.run()
+    save_json(exp.dir / "results.json", results)
+    return results

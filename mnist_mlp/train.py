@@ -1,0 +1,145 @@
+"""Training of teachers and students, vmapped over runs: one jitted step function per role (paper Section 6.2).
+
+Every run r has its own keys (split by role from the experiment seed): reference init, teacher shuffling, the
+student's fixed noise set and its shuffling. Noise images are regenerated from (run key, image index) whenever a batch
+needs them, so a run's "fixed set of 60,000 uniform images" costs no memory. Partial last batches are padded and
+masked, so each epoch is ``ceil(N / batch)`` steps of one shape and the mean runs over real examples only.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import optax
+
+import theory
+from mnist_mlp.model import N_CLASSES
+
+# The four students of a run: which logits they imitate and whose teacher they imitate.
+STUDENTS = {
+    "aux_same": ("aux", "same"),  # the paper's subliminal student: aux logits of ITS OWN teacher
+    "all_same": ("all", "same"),
+    "aux_other": ("aux", "other"),  # aux logits of a teacher from a different init
+    "all_other": ("all", "other"),
+}
+
+
+def student_losses(aux: tuple[int, ...]) -> dict:
+    """KL(teacher || student) over the softmax of the aux logits or of all logits (the authors' loss)."""
+    return {"aux": theory.kl_divergence(subset=aux), "all": theory.kl_divergence()}
+
+
+def n_steps(n_examples: int, batch: int) -> int:
+    return math.ceil(n_examples / batch)
+
+
+def epoch_batches(key, n_examples: int, batch: int):
+    """A fresh permutation cut into batches: (steps x batch) indices and a mask that is False on the padding."""
+    steps = n_steps(n_examples, batch)
+    perm = jax.random.permutation(key, n_examples)
+    pad = steps * batch - n_examples
+    idx = jnp.concatenate([perm, jnp.zeros((pad,), perm.dtype)]).reshape(steps, batch)
+    mask = (jnp.arange(steps * batch) < n_examples).reshape(steps, batch)
+    return idx, mask
+
+
+def noise_images(key, idx_B, n_in: int = 784):
+    """Image i of the run's fixed noise set is uniform[-1, 1]^784 drawn from fold_in(key, i): same i, same image."""
+    return jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(key, i), (n_in,), jnp.float32, -1.0, 1.0))(idx_B)
+
+
+def masked_mean(values_B, mask_B):
+    return jnp.sum(jnp.where(mask_B, values_B, 0.0)) / jnp.maximum(jnp.sum(mask_B), 1)
+
+
+def class_ce(apply_fn, params, x_BxD, y_B):
+    """The teacher's loss L_T: cross-entropy on the 10 class logits."""
+    return optax.softmax_cross_entropy_with_integer_labels(apply_fn(params, x_BxD)[:, :N_CLASSES], y_B)
+
+
+@partial(jax.jit, static_argnames=("apply_fn", "tx"), donate_argnames=("params_R", "opt_R"))
+def teacher_step(apply_fn, tx, params_R, opt_R, x_train_NxD, y_train_N, idx_RxB, mask_RxB):
+    """One Adam step of every run's teacher on its own MNIST batch (class logits only)."""
+
+    def one(params, opt, idx, mask):
+        loss, grads = jax.value_and_grad(
+            lambda p: masked_mean(class_ce(apply_fn, p, x_train_NxD[idx], y_train_N[idx]), mask))(params)
+        updates, opt = tx.update(grads, opt, params)
+        return optax.apply_updates(params, updates), opt, loss
+
+    return jax.vmap(one)(params_R, opt_R, idx_RxB, mask_RxB)
+
+
+@partial(jax.jit, static_argnames=("apply_fn", "tx", "aux"), donate_argnames=("students",))
+def student_step(apply_fn, tx, aux, students, teacher_R, teacher_other_R, noise_key_R, idx_RxB, mask_RxB):
+    """One Adam step of the four students of every run on a batch of the run's noise images.
+
+    ``students`` maps each name of STUDENTS to (params_R, opt_R). Teacher logits are computed on the fly.
+    """
+    losses = student_losses(aux)
+
+    def one_run(studs, t_same, t_other, key, idx, mask):
+        x_BxD = noise_images(key, idx)
+        targets = {"same": apply_fn(t_same, x_BxD), "other": apply_fn(t_other, x_BxD)}
+        new, values = {}, {}
+        for name, (which, whose) in STUDENTS.items():
+            params, opt = studs[name]
+            loss = losses[which]
+            y_BxK = jax.lax.stop_gradient(targets[whose])
+
+            def objective(p):
+                per_example = jax.vmap(lambda z, y: loss(z[None], y[None]))(apply_fn(p, x_BxD), y_BxK)
+                return masked_mean(per_example, mask)
+
+            value, grads = jax.value_and_grad(objective)(params)
+            updates, opt = tx.update(grads, opt, params)
+            new[name], values[name] = (optax.apply_updates(params, updates), opt), value
+        return new, values
+
+    return jax.vmap(one_run)(students, teacher_R, teacher_other_R, noise_key_R, idx_RxB, mask_RxB)
+
+
+@partial(jax.jit, static_argnames=("apply_fn",))
+def mean_class_ce(apply_fn, params_R, x_BxD, y_B):
+    """L_T of every run's model on one fixed batch: (R,)."""
+    return jax.vmap(lambda p: class_ce(apply_fn, p, x_BxD, y_B).mean())(params_R)
+
+
+@partial(jax.jit, static_argnames=("apply_fn",))
+def _n_correct(apply_fn, params_R, x_BxD, y_B):
+    return jax.vmap(lambda p: jnp.sum(jnp.argmax(apply_fn(p, x_BxD)[:, :N_CLASSES], -1) == y_B))(params_R)
+
+
+def accuracy(apply_fn, params_R, x_NxD, y_N, *, batch: int = 1000):
+    """Test accuracy from the 10 class logits, in image batches to bound memory: (R,)."""
+    correct = sum(_n_correct(apply_fn, params_R, x_NxD[i:i + batch], y_N[i:i + batch])
+                  for i in range(0, x_NxD.shape[0], batch))
+    return correct / x_NxD.shape[0]
+
+
+@partial(jax.jit, static_argnames=("apply_fn", "loss"))
+def first_step_diagnostic(apply_fn, loss, ref_R, teacher_R, teacher_ref_R, x_RxBxD):
+    """Lemma 1 at the student's first step: the exact gradient-step direction dS (theory.student_update, lr = 1)
+    from the student's init on its first noise batch, against its teacher's total update dT = theta_T - theta_T's init.
+    Returns (cos, normalized projection), each (R,)."""
+
+    def one(ref, teacher, teacher_ref, x):
+        dS = theory.student_update(apply_fn, ref, teacher, x, loss, 1.0)
+        dT = theory.tree_sub(teacher, teacher_ref)
+        return theory.cosine(dS, dT), theory.normalized_projection(dS, dT)
+
+    return jax.vmap(one)(ref_R, teacher_R, teacher_ref_R, x_RxBxD)
+
+
+@jax.jit
+def update_geometry(start_R, end_R, teacher_R, teacher_ref_R):
+    """cos and normalized projection of a student's update (end - start) onto its teacher's: (R,) each."""
+
+    def one(start, end, teacher, teacher_ref):
+        dS, dT = theory.tree_sub(end, start), theory.tree_sub(teacher, teacher_ref)
+        return theory.cosine(dS, dT), theory.normalized_projection(dS, dT)
+
+    return jax.vmap(one)(start_R, end_R, teacher_R, teacher_ref_R)
