@@ -12,6 +12,7 @@ chunk is written atomically under ``out_dir/<run name>/``, so ``resume=True`` sk
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import platform
 import time
@@ -86,6 +87,14 @@ def _load_params(path: Path, like_R) -> tuple[object, dict]:
     return jax.tree_util.tree_unflatten(treedef, leaves), meta
 
 
+@functools.lru_cache(maxsize=8)
+def model_and_optimizer(hidden: tuple[int, ...], n_aux: int, lr: float):
+    """(module, apply_fn, optax Adam) shared by all experiments of the same settings: the jitted steps take
+    apply_fn and tx as static arguments, so reusing the same objects reuses the compiled steps."""
+    module = MLP(hidden=hidden, n_aux=n_aux)
+    return module, apply_fn_of(module), optax.adam(lr)
+
+
 class Experiment:
     """Holds the data, model and optimizer of one configuration; ``run()`` executes both phases."""
 
@@ -100,9 +109,7 @@ class Experiment:
         xte, yte = load_mnist(root, split="test")
         self.x_train, self.y_train = jnp.asarray(xtr), jnp.asarray(ytr)
         self.x_test, self.y_test = jnp.asarray(xte), jnp.asarray(yte)
-        self.module = MLP(hidden=tuple(config.hidden), n_aux=config.n_aux)
-        self.apply_fn = apply_fn_of(self.module)
-        self.tx = optax.adam(config.lr)
+        self.module, self.apply_fn, self.tx = model_and_optimizer(tuple(config.hidden), config.n_aux, config.lr)
         eval_idx = jax.random.choice(role_key(config.seed, "eval"), self.x_train.shape[0], (config.eval_subset,),
                                      replace=False)
         self.x_eval, self.y_eval = self.x_train[eval_idx], self.y_train[eval_idx]

@@ -14,6 +14,7 @@ Cases sharing an (architecture, loss) are vmapped over seeds and inputs under on
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import time
 from dataclasses import dataclass, field
@@ -166,6 +167,12 @@ def _case_fn(arch_name: str, loss_name: str, config: TheoryConfig):
     return case
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled_case(arch_name: str, loss_name: str, config: TheoryConfig):
+    """The jitted, seed-vmapped case function; cached so a second run of the same config does not recompile."""
+    return jax.jit(jax.vmap(_case_fn(arch_name, loss_name, config)))
+
+
 def fit_loglog_slope(x, y) -> float:
     """Least-squares slope of log|y| against log x (nan if fewer than two finite positive points)."""
     x, y = np.asarray(x, float), np.abs(np.asarray(y, float))
@@ -282,7 +289,7 @@ def _run(config: TheoryConfig, dtype, progress: bool) -> dict:
     combos = [(a, l) for a in config.archs for l in config.losses]
     for ci, (arch_name, loss_name) in enumerate(tqdm(combos, desc="theory grid", disable=not progress)):
         keys = jax.random.split(jax.random.fold_in(k_cases, ci), n_combo_cases)
-        out = jax.jit(jax.vmap(_case_fn(arch_name, loss_name, config)))(keys, xs, xt, yt)
+        out = _compiled_case(arch_name, loss_name, config)(keys, xs, xt, yt)
         out = jax.tree_util.tree_map(np.asarray, out)
         for j in range(n_combo_cases):
             cases.append({"arch": arch_name, "loss": loss_name, "input": inputs_used[j // n_per], "seed": j % n_per})

@@ -1,91 +1,305 @@
-"""MNIST loading: clear errors for missing, truncated and corrupt files; real files load as the paper scales them."""
+"""MNIST loading: clear errors for missing, truncated and corrupt files; real files load as the paper scales them.
+
+Error paths use small synthetic IDX files. The happy path runs on a "tiny MNIST" (a few items per file, with
+``data.FILES`` patched to their MD5s and counts) and on the real files, unpacked once per session from
+``$SUBLIMINAL_MNIST_GZ`` or ``<repo>/../shared/data/mnist`` (skipped when absent, failed when
+``SUBLIMINAL_REQUIRE_DATA=1``).
+"""
+
+from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import struct
+from pathlib import Path
+from urllib.error import URLError
 
 import numpy as np
 import pytest
 
 from mnist_mlp import data
-from mnist_mlp.data import DataError, load_mnist, prepare_from_gz, validate_raw
+from mnist_mlp.data import DataError, load_mnist, prepare_from_gz, resolve_test_data_dir, validate_raw
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TEST_FILES = data.SPLITS["test"]
 
 
-def write_idx(path, magic, count, payload_len=None, dims=(28, 28)):
-    header = struct.pack(">II", magic, count) + (struct.pack(">II", *dims) if magic == 2051 else b"")
-    n = count * 28 * 28 if magic == 2051 else count
+def idx_bytes(magic: int, count: int, *, payload: bytes | None = None, dims: tuple[int, int] = (28, 28)) -> bytes:
+    header = struct.pack(">II", magic, count) + (struct.pack(">II", *dims) if magic == data.IMAGE_MAGIC else b"")
+    n = count * dims[0] * dims[1] if magic == data.IMAGE_MAGIC else count
+    return header + (bytes(n) if payload is None else payload)
+
+
+def write_raw(root: Path, name: str, content: bytes) -> Path:
+    path = data.raw_dir(root) / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(header + bytes(n if payload_len is None else payload_len))
+    path.write_bytes(content)
+    return path
 
 
-def test_missing_files_name_the_files_and_the_fixes(tmp_path):
+def write_valid_headers(root: Path) -> None:
+    """Both test-split files with correct headers and sizes (all-zero payload, so the MD5 is wrong)."""
+    for name in TEST_FILES:
+        _, magic, count = data.FILES[name]
+        write_raw(root, name, idx_bytes(magic, count))
+
+
+def assert_says_what_to_do(msg: str, root: Path) -> None:
+    assert "--download" in msg and "--from-gz" in msg and str(root) in msg
+
+
+# ---- synthetic error paths ----------------------------------------------------------------------------------------
+
+def test_default_data_dir(monkeypatch, tmp_path):
+    monkeypatch.delenv("SUBLIMINAL_DATA_DIR", raising=False)
+    assert data.default_data_dir() == Path("data")
+    monkeypatch.setenv("SUBLIMINAL_DATA_DIR", str(tmp_path))
+    assert data.default_data_dir() == tmp_path
+
+
+def test_missing_files_name_the_files_the_folder_and_the_fixes(tmp_path):
     with pytest.raises(DataError) as e:
         load_mnist(tmp_path, split="test")
     msg = str(e.value)
-    assert "t10k-images-idx3-ubyte" in msg and "t10k-labels-idx1-ubyte" in msg
-    assert "--download" in msg and "--from-gz" in msg
+    assert all(str(data.raw_dir(tmp_path) / n) in msg for n in TEST_FILES)
+    assert_says_what_to_do(msg, tmp_path)
 
 
-def test_truncated_file_is_reported(tmp_path):
-    raw = data.raw_dir(tmp_path)
-    write_idx(raw / "t10k-images-idx3-ubyte", 2051, 10_000, payload_len=1000)
-    write_idx(raw / "t10k-labels-idx1-ubyte", 2049, 10_000)
-    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte is truncated or corrupt.*Delete it"):
+def test_truncated_file_says_delete_and_redo(tmp_path):
+    write_valid_headers(tmp_path)
+    images = write_raw(tmp_path, TEST_FILES[0], idx_bytes(2051, 10_000, payload=bytes(1000)))
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte is truncated or corrupt.*Delete it") as e:
         validate_raw(tmp_path, "test")
-    (raw / "t10k-images-idx3-ubyte").write_bytes(b"\x00\x00")
-    with pytest.raises(DataError, match="truncated"):
+    assert_says_what_to_do(str(e.value), tmp_path)
+    images.write_bytes(b"\x00\x00")  # shorter than the header
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte is truncated"):
         validate_raw(tmp_path, "test")
 
 
 def test_wrong_magic_number_is_reported(tmp_path):
-    raw = data.raw_dir(tmp_path)
-    write_idx(raw / "t10k-images-idx3-ubyte", 2049, 10_000)  # a label header on the image file
-    write_idx(raw / "t10k-labels-idx1-ubyte", 2049, 10_000)
-    with pytest.raises(DataError, match="magic number 2049, expected 2051"):
+    write_valid_headers(tmp_path)
+    write_raw(tmp_path, TEST_FILES[0], idx_bytes(2049, 10_000))  # a label header on the image file
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte has magic number 2049, expected 2051") as e:
+        validate_raw(tmp_path, "test")
+    assert_says_what_to_do(str(e.value), tmp_path)
+
+
+def test_still_compressed_file_is_recognised(tmp_path):
+    write_valid_headers(tmp_path)
+    write_raw(tmp_path, TEST_FILES[1], gzip.compress(idx_bytes(2049, 10_000)))
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte has magic number .*gzip-compressed"):
         validate_raw(tmp_path, "test")
 
 
-def test_intact_header_but_wrong_content_fails_md5(tmp_path):
-    raw = data.raw_dir(tmp_path)
-    write_idx(raw / "t10k-images-idx3-ubyte", 2051, 10_000)
-    write_idx(raw / "t10k-labels-idx1-ubyte", 2049, 10_000)
-    with pytest.raises(DataError, match="wrong MD5"):
+def test_wrong_count_or_image_size_is_reported(tmp_path):
+    write_valid_headers(tmp_path)
+    write_raw(tmp_path, TEST_FILES[0], idx_bytes(2051, 10_000, dims=(32, 32)))
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte has images of shape \(32, 32\)"):
         validate_raw(tmp_path, "test")
+    write_raw(tmp_path, TEST_FILES[0], idx_bytes(2051, 60_000))  # the train file under the test name
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte holds 60000 items, expected 10000"):
+        validate_raw(tmp_path, "test")
+
+
+def test_valid_header_but_wrong_content_fails_md5(tmp_path):
+    write_valid_headers(tmp_path)
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte has a valid header and size but the wrong MD5") as e:
+        validate_raw(tmp_path, "test")
+    assert_says_what_to_do(str(e.value), tmp_path)
 
 
 def test_unknown_split():
     with pytest.raises(ValueError, match="'train' or 'test'"):
         load_mnist("anywhere", split="validation")
+    with pytest.raises(ValueError, match="'train' or 'test'"):
+        validate_raw("anywhere", "val")
 
 
-def test_prepare_from_gz_checks_sha256sums(tmp_path):
+def fake_gz_dir(tmp_path: Path, content: bytes = b"not mnist") -> Path:
     gz_dir = tmp_path / "gz"
     gz_dir.mkdir()
     for name in data.FILES:
-        (gz_dir / f"{name}.gz").write_bytes(gzip.compress(b"not mnist"))
-    (gz_dir / "SHA256SUMS").write_text("".join(f"{'0' * 64}  {n}.gz\n" for n in data.FILES))
-    with pytest.raises(DataError, match="does not match its SHA256SUMS"):
+        (gz_dir / f"{name}.gz").write_bytes(gzip.compress(content))
+    return gz_dir
+
+
+def write_sums(gz_dir: Path, digests: dict[str, str] | None = None) -> None:
+    digests = digests or {f"{n}.gz": hashlib.sha256((gz_dir / f"{n}.gz").read_bytes()).hexdigest() for n in data.FILES}
+    (gz_dir / "SHA256SUMS").write_text("".join(f"{d}  {n}\n" for n, d in digests.items()))
+
+
+def test_prepare_from_gz_sha256_mismatch_names_the_file(tmp_path):
+    gz_dir = fake_gz_dir(tmp_path)
+    write_sums(gz_dir, {f"{n}.gz": "0" * 64 for n in data.FILES})
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte\.gz does not match its SHA256SUMS.*fetch it again"):
         prepare_from_gz(gz_dir, tmp_path / "root")
-    # right checksum but wrong content: caught by the MD5 of the unpacked file, nothing left behind
-    (gz_dir / "SHA256SUMS").write_text("".join(
-        f"{hashlib.sha256((gz_dir / (n + '.gz')).read_bytes()).hexdigest()}  {n}.gz\n" for n in data.FILES))
-    with pytest.raises(DataError, match="wrong MD5"):
+    assert not any(data.raw_dir(tmp_path / "root").iterdir())  # nothing unpacked from an unverified archive
+
+
+def test_prepare_from_gz_wrong_content_leaves_nothing_behind(tmp_path):
+    gz_dir = fake_gz_dir(tmp_path)
+    write_sums(gz_dir)  # checksums match, but the content is not MNIST: the MD5 of the unpacked file catches it
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte\.gz unpacks to a file with the wrong MD5"):
+        prepare_from_gz(gz_dir, tmp_path / "root")
+    assert not any(data.raw_dir(tmp_path / "root").iterdir())  # no temp file, no partial target
+
+
+def test_prepare_from_gz_broken_archive_and_missing_archive(tmp_path):
+    gz_dir = fake_gz_dir(tmp_path)
+    (gz_dir / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b\x08 broken")  # no SHA256SUMS: gzip fails
+    with pytest.raises(DataError, match=r"cannot unpack .*train-images-idx3-ubyte\.gz.*truncated or corrupt"):
         prepare_from_gz(gz_dir, tmp_path / "root")
     assert not any(data.raw_dir(tmp_path / "root").iterdir())
-    (gz_dir / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b\x08 broken")
-    (gz_dir / "SHA256SUMS").unlink()
-    with pytest.raises(DataError, match="cannot unpack"):
+    (gz_dir / "train-images-idx3-ubyte.gz").unlink()
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte\.gz not found.*t10k-labels-idx1-ubyte\.gz"):
         prepare_from_gz(gz_dir, tmp_path / "root")
+
+
+def test_download_failure_points_to_the_offline_path(monkeypatch, tmp_path):
+    import torchvision.datasets
+
+    def offline(*args, **kwargs):
+        raise RuntimeError(f"Error downloading train-images-idx3-ubyte.gz: {URLError('no network')}")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    with pytest.raises(DataError, match=r"downloading MNIST into .* failed.*--from-gz DIR --data-dir"):
+        load_mnist(tmp_path, split="train", download=True)
+
+
+def test_resolve_test_data_dir_is_none_without_sources(monkeypatch, tmp_path):
+    monkeypatch.setenv("SUBLIMINAL_DATA_DIR", str(tmp_path / "root"))
+    monkeypatch.setenv("SUBLIMINAL_MNIST_GZ", str(tmp_path / "no-gz-here"))
+    assert resolve_test_data_dir() is None
+
+
+def test_cli_reports_errors_without_traceback(tmp_path):
+    with pytest.raises(SystemExit, match=r"^error: .*not found"):
+        data.main(["--from-gz", str(tmp_path / "nowhere"), "--data-dir", str(tmp_path / "root")])
+
+
+# ---- happy path on a tiny synthetic MNIST (same code path, a few items per file) -----------------------------------
+
+@pytest.fixture
+def tiny_gz(monkeypatch, tmp_path) -> Path:
+    """A gz folder with 5 train / 3 test items and SHA256SUMS; ``data.FILES`` patched to match."""
+    rng = np.random.default_rng(0)
+    gz_dir = tmp_path / "tiny-gz"
+    gz_dir.mkdir()
+    files = {}
+    for name, (_, magic, _) in data.FILES.items():
+        count = 5 if name.startswith("train") else 3
+        if magic == data.IMAGE_MAGIC:
+            payload = rng.integers(0, 256, count * 784)
+            payload[:2] = (0, 255)  # both ends of the pixel range, to check the scaling
+        else:
+            payload = np.arange(count)
+        raw = idx_bytes(magic, count, payload=payload.astype(np.uint8).tobytes())
+        (gz_dir / f"{name}.gz").write_bytes(gzip.compress(raw))
+        files[name] = (hashlib.md5(raw).hexdigest(), magic, count)
+    write_sums(gz_dir)
+    monkeypatch.setattr(data, "FILES", files)
+    return gz_dir
+
+
+def test_prepare_from_gz_unpacks_validates_and_skips_valid_files(tiny_gz, tmp_path):
+    root = tmp_path / "root"
+    raw = prepare_from_gz(tiny_gz, root)
+    assert raw == data.raw_dir(root) and sorted(p.name for p in raw.iterdir()) == sorted(data.FILES)
+    for split in data.SPLITS:
+        validate_raw(root, split)
+    inodes = {p.name: p.stat().st_ino for p in raw.iterdir()}
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(b"corrupt")
+    prepare_from_gz(tiny_gz, root)  # rewrites only the corrupt file
+    after = {p.name: p.stat().st_ino for p in raw.iterdir()}
+    assert {n for n in after if after[n] != inodes[n]} == {"t10k-labels-idx1-ubyte"}
+    validate_raw(root, "test")
+
+
+def test_load_mnist_scales_to_minus_one_one_via_torchvision(tiny_gz, tmp_path):
+    prepare_from_gz(tiny_gz, tmp_path)
+    x, y = load_mnist(tmp_path, split="train")
+    assert x.shape == (5, 784) and x.dtype == np.float32 and y.dtype == np.int32
+    assert x.min() == -1.0 and x.max() == 1.0
+    np.testing.assert_array_equal(y, np.arange(5))
+    with pytest.raises(ValueError):
+        x[0, 0] = 0.0  # cached arrays are shared, hence read-only
+
+
+def test_resolve_test_data_dir_unpacks_from_gz(tiny_gz, monkeypatch, tmp_path):
+    root = tmp_path / "root"
+    monkeypatch.setenv("SUBLIMINAL_DATA_DIR", str(root))
+    monkeypatch.setenv("SUBLIMINAL_MNIST_GZ", str(tiny_gz))
+    assert resolve_test_data_dir() == root
+    validate_raw(root, "train")
+    monkeypatch.setenv("SUBLIMINAL_MNIST_GZ", str(tmp_path / "gone"))
+    assert resolve_test_data_dir() == root  # already valid: no gz needed
+
+
+def test_cli_from_gz(tiny_gz, tmp_path, capsys):
+    data.main(["--from-gz", str(tiny_gz), "--data-dir", str(tmp_path / "root")])
+    out = capsys.readouterr().out
+    assert "unpacked" in out and "train: 5 images OK" in out and "test: 3 images OK" in out
+
+
+# ---- real MNIST --------------------------------------------------------------------------------------------------
+
+def real_gz_dir() -> Path | None:
+    gz = Path(os.environ.get("SUBLIMINAL_MNIST_GZ") or REPO_ROOT.parent / "shared" / "data" / "mnist")
+    return gz if all((gz / f"{n}.gz").is_file() for n in data.FILES) else None
+
+
+@pytest.fixture(scope="session")
+def real_root(tmp_path_factory) -> Path:
+    """Real MNIST unpacked once per session into a temp root. Skips offline; fails with SUBLIMINAL_REQUIRE_DATA=1."""
+    gz = real_gz_dir()
+    if gz is None:
+        msg = ("real MNIST .gz files not found: set SUBLIMINAL_MNIST_GZ to a folder with "
+               f"{', '.join(n + '.gz' for n in data.FILES)}")
+        if os.environ.get("SUBLIMINAL_REQUIRE_DATA") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    root = tmp_path_factory.mktemp("mnist")
+    prepare_from_gz(gz, root)
+    return root
 
 
 @pytest.mark.data
-def test_real_mnist_loads_scaled_to_minus_one_one(mnist_root):
-    x, y = load_mnist(mnist_root, split="train")
-    xt, yt = load_mnist(mnist_root, split="test")
-    assert x.shape == (60_000, 784) and xt.shape == (10_000, 784)
-    assert x.dtype == np.float32 and y.dtype == np.int32
+def test_real_gz_unpack_is_valid_and_idempotent(real_root):
+    for split in data.SPLITS:
+        validate_raw(real_root, split)
+    raw = data.raw_dir(real_root)
+    before = {p.name: p.stat().st_mtime_ns for p in raw.iterdir()}
+    prepare_from_gz(real_gz_dir(), real_root)  # all valid: nothing rewritten
+    assert {p.name: p.stat().st_mtime_ns for p in raw.iterdir()} == before
+
+
+@pytest.mark.data
+def test_real_train_split(real_root):
+    x, y = load_mnist(real_root, split="train")
+    assert x.shape == (60_000, 784) and x.dtype == np.float32
+    assert y.shape == (60_000,) and y.dtype == np.int32
     assert x.min() == -1.0 and x.max() == 1.0
-    assert set(np.unique(yt)) == set(range(10)) and np.bincount(yt).sum() == 10_000
-    assert np.bincount(yt)[1] == 1135  # the well-known test-set count of ones
-    x2, _ = load_mnist(mnist_root, split="train")
-    np.testing.assert_array_equal(x, x2)
+    assert set(np.unique(y)) == set(range(10))
+
+
+@pytest.mark.data
+def test_real_test_split(real_root):
+    x, y = load_mnist(real_root, split="test")
+    assert x.shape == (10_000, 784) and x.dtype == np.float32 and y.dtype == np.int32
+    assert x.min() == -1.0 and x.max() == 1.0
+    counts = np.bincount(y, minlength=10)
+    assert len(counts) == 10 and counts.min() > 0 and counts.sum() == 10_000
+    assert counts[1] == 1135  # the well-known number of ones in the test set
+
+
+@pytest.mark.data
+def test_real_second_load_is_identical(real_root):
+    x1, y1 = load_mnist(real_root, split="test")
+    x2, y2 = load_mnist(real_root, split="test")
+    np.testing.assert_array_equal(x1, x2)
+    np.testing.assert_array_equal(y1, y2)
+    data._load.cache_clear()  # a fresh read from disk gives the same arrays too
+    x3, y3 = load_mnist(real_root, split="test")
+    np.testing.assert_array_equal(x1, x3)
+    np.testing.assert_array_equal(y1, y3)

@@ -11,14 +11,14 @@ from figures import mnist_fig10
 from mnist_mlp.config import MnistConfig
 from mnist_mlp.experiment import run
 
-pytestmark = pytest.mark.data
+pytestmark = pytest.mark.data  # run with --dist loadfile: one worker computes the shared quick run
 
 
 def strip_timings(results: dict) -> dict:
     return {k: v for k, v in results.items() if k not in ("timings", "versions")}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: xdist may interleave other modules between these tests
 def quick(mnist_root, tmp_path_factory):
     figs = tmp_path_factory.mktemp("figs")
     config = MnistConfig.quick(data_dir=str(mnist_root))
