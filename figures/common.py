@@ -52,9 +52,12 @@ def _atomic_write(path: Path, write) -> Path:
     return path
 
 
-def save_json(path, obj) -> Path:
-    """Write ``obj`` as strict JSON atomically (temp file + rename: a crash never leaves half a file)."""
-    text = json.dumps(_clean(obj), indent=1, allow_nan=False)
+def save_json(path, obj, *, compact: bool = False) -> Path:
+    """Write ``obj`` as strict JSON atomically (temp file + rename: a crash never leaves half a file).
+
+    ``compact`` drops the indentation: for files holding long per-case curves."""
+    text = json.dumps(_clean(obj), indent=None if compact else 1, separators=(",", ":") if compact else None,
+                      allow_nan=False)
     return _atomic_write(Path(path), lambda f: f.write(text.encode()))
 
 

@@ -40,14 +40,14 @@ def compute(config, *, out_dir="runs", resume: bool = True, progress: bool = Tru
     return run(config, out_dir, resume=resume, progress=progress)
 
 
-def _bars(ax, names, stats, title, ylabel, colors=None):
+def _bars(ax, names, stats, title, ylabel, fmt="{:.1f}"):
     means = [stats[n]["mean"] for n in names]
     lo = [stats[n]["mean"] - stats[n]["ci95"][0] if stats[n]["ci95"][0] is not None else 0 for n in names]
     hi = [stats[n]["ci95"][1] - stats[n]["mean"] if stats[n]["ci95"][1] is not None else 0 for n in names]
     x = np.arange(len(names))
-    ax.bar(x, means, yerr=[lo, hi], capsize=4, color=[(colors or COLORS)[n] for n in names])
-    for xi, m in zip(x, means):
-        ax.text(xi, m, f"{m:.3f}" if abs(m) < 1 else f"{m:.1%}", ha="center", va="bottom", fontsize=7)
+    ax.bar(x, means, yerr=[lo, hi], capsize=4, color=[COLORS[n] for n in names])
+    for xi, m, h in zip(x, means, hi):
+        ax.text(xi, m + h, fmt.format(m), ha="center", va="bottom", fontsize=8)
     ax.set_xticks(x, [LABELS[n] for n in names], fontsize=8)
     ax.set(title=title, ylabel=ylabel)
 
@@ -61,8 +61,6 @@ def plot(data: dict, path) -> Path:
     ax = axes[0]
     _bars(ax, list(LABELS), acc, f"(a) MNIST test accuracy ({cfg['runs']} runs, 95% CI)", "accuracy (%)")
     ax.axhline(10, color="k", ls=":", lw=1, label="chance")
-    for t in ax.texts:
-        t.set_text(f"{float(t.get_text().rstrip('%')):.1f}")
     ax.legend(fontsize=8)
 
     ax = axes[1]

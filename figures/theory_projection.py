@@ -49,7 +49,9 @@ def plot(data: dict, path) -> Path:
     ax = axes[0]
     shared = cat("lemma_shared", "theorem_shared", "normalized_projection_E")
     other = cat("lemma_other", "theorem_other", "normalized_projection_E")
-    _band(ax, eps, shared, "C0", "shared init: dS.dT/|dT|$^2$ (all >= 0)")
+    neg_large = s["large_eps_fraction_negative_shared"]
+    _band(ax, eps, shared, "C0", f"shared init: dS.dT/|dT|$^2$ (>= 0 for eps <= {data['config']['small_eps_max']:g}; "
+                                 f"{100 * (neg_large or 0):.0f}% < 0 at eps >= {data['config']['large_eps_min']:g})")
     _band(ax, eps, np.abs(other), "C3", f"different init: |.| ({100 * s['other_init_fraction_negative']:.0f}% < 0)")
     ax.plot(eps, eps * np.nanmedian(shared[:, 0] / eps[0]), "k:", lw=1, label="slope 1")
     ax.set(xscale="log", yscale="log", xlabel="teacher step eps", ylabel="normalized projection",
@@ -93,7 +95,7 @@ def main(config=None, out_dir=FIGURES_DIR, *, json_path=None, progress: bool = T
     config = config or TheoryConfig.quick()
     base = Path(out_dir) / file_stem(config)
     json_path = Path(json_path) if json_path else base.with_suffix(".json")
-    save_json(json_path, compute(config, progress=progress))
+    save_json(json_path, compute(config, progress=progress), compact=True)
     data = load_json(json_path)  # plot from the JSON alone
     return json_path, plot(data, base.with_suffix(".png")), data
 

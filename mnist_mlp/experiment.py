@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import json
 import platform
+import resource
 import time
 from pathlib import Path
 
@@ -114,6 +115,7 @@ class Experiment:
                                      replace=False)
         self.x_eval, self.y_eval = self.x_train[eval_idx], self.y_train[eval_idx]
         self.timings: dict[str, float] = {}
+        self.chunk_seconds: dict[str, list] = {"teachers": [], "students": []}  # compute time of each chunk
 
     def references(self, runs):
         return jax.vmap(self.module.init_params)(run_keys(self.config.seed, "init", runs))
@@ -156,15 +158,18 @@ class Experiment:
                 if self._meta_ok(meta) and meta["runs"] == [runs.start, runs.stop]:
                     loaded = (p, meta)
             if loaded is None:
+                tc = time.perf_counter()
                 p = self.train_teachers(runs)
                 meta = {"fingerprint": self.config.fingerprint(), "runs": [runs.start, runs.stop],
                         "acc_reference": np.asarray(train.accuracy(self.apply_fn, self.references(runs), self.x_test,
                                                                    self.y_test)).tolist(),
                         "acc_teacher": np.asarray(train.accuracy(self.apply_fn, p, self.x_test, self.y_test)).tolist()}
+                meta["seconds"] = time.perf_counter() - tc
                 _save_params(path, p, meta)
             else:
                 p, meta = loaded
             params.append(p)
+            self.chunk_seconds["teachers"].append(meta.get("seconds"))
             acc_ref += meta["acc_reference"]
             acc_teacher += meta["acc_teacher"]
         self.timings["teachers_s"] = time.perf_counter() - t0
@@ -247,10 +252,14 @@ class Experiment:
                 res = json.loads(path.read_text())
                 if res.get("fingerprint") == self.config.fingerprint() and res["runs"] == [runs.start, runs.stop]:
                     results.append(res)
+                    self.chunk_seconds["students"].append(res.get("seconds"))
                     continue
+            tc = time.perf_counter()
             res = self.train_students(runs, teachers_all, pairing)
+            res["seconds"] = time.perf_counter() - tc
             save_json(path, res)
             results.append(res)
+            self.chunk_seconds["students"].append(res["seconds"])
         self.timings["students_s"] = time.perf_counter() - t0
         return results
 
@@ -258,7 +267,9 @@ class Experiment:
         t0 = time.perf_counter()
         teachers_all, acc_ref, acc_teacher = self.teachers()
         chunks = self.students(teachers_all)
-        self.timings["total_s"] = time.perf_counter() - t0
+        self.timings["total_s"] = time.perf_counter() - t0  # this process (small when resumed)
+        for phase, secs in self.chunk_seconds.items():  # compute time summed over chunks, across resumes
+            self.timings[f"{phase}_compute_s"] = None if None in secs else float(sum(secs))
         return assemble(self.config, acc_ref, acc_teacher, chunks, self.timings)
 
 
@@ -296,7 +307,9 @@ def assemble(config: MnistConfig, acc_ref, acc_teacher, chunks: list[dict], timi
         "log_steps": chunks[0]["log_steps"],
         "per_run": per_run,
         "summary": summary,
-        "timings": {**timings, "model_epochs_per_s": model_epochs / max(timings.get("total_s", 0), 1e-9),
+        "timings": {**timings, "model_epochs_per_s": model_epochs / max(
+                        (timings.get("teachers_compute_s") or 0) + (timings.get("students_compute_s") or 0)
+                        or timings.get("total_s", 0), 1e-9),
                     "steps_per_student_run": steps_total},
         "versions": {"jax": jax.__version__, "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else "",
                      "optax": optax.__version__, "numpy": np.__version__, "python": platform.python_version(),
@@ -308,5 +321,6 @@ def run(config: MnistConfig, out_dir="runs", *, resume: bool = False, progress: 
     """Run the experiment; returns the results dict (also written to ``out_dir/<run name>/results.json``)."""
     exp = Experiment(config, out_dir, resume=resume, progress=progress)
     results = exp.run()
+    results["timings"]["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     save_json(exp.dir / "results.json", results)
     return results
