@@ -17,7 +17,7 @@ import dataclasses
 import functools
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
