@@ -69,8 +69,14 @@ def load_json(path) -> dict:
 
 
 def save_figure(fig, path) -> Path:
-    """Save a matplotlib figure atomically as PNG."""
-    return _atomic_write(Path(path), lambda f: fig.savefig(f, format="png", dpi=130, bbox_inches="tight"))
+    """Lay out, save atomically as PNG and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    try:
+        return _atomic_write(Path(path), lambda f: fig.savefig(f, format="png", dpi=130, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
 
 
 def nan_array(values) -> np.ndarray:

@@ -94,10 +94,7 @@ def plot(data: dict, path) -> Path:
                  f"[{acc['aux_same']['ci95'][0]:.1f}, {acc['aux_same']['ci95'][1]:.1f}] vs cross-model "
                  f"{acc['aux_other']['mean']:.1f}%; L_T falls at the aux student's first step in "
                  f"{first['fraction_negative']:.0%} of runs", fontsize=10)
-    fig.tight_layout()
-    out = save_figure(fig, path)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)
 
 
 def main(config=None, out_dir=FIGURES_DIR, *, runs_dir="runs", resume: bool = True,

@@ -82,10 +82,7 @@ def plot(data: dict, path) -> Path:
     fig.suptitle(f"Lemma 1 / Theorem 1 on {s['n_cases']} random networks x 2 checks ({data['config']['dtype']}); "
                  f"projection >= 0 in {100 * s['lemma1_fraction_nonnegative_shared']:.1f}%, teacher loss falls in "
                  f"{100 * s['theorem1_teacher_loss_falls_where_positive']:.1f}%", fontsize=10)
-    fig.tight_layout()
-    out = save_figure(fig, path)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)
 
 
 def main(config=None, out_dir=FIGURES_DIR, *, json_path=None, progress: bool = True) -> tuple[Path, Path, dict]:

@@ -268,7 +268,6 @@ def _run(config: TheoryConfig, dtype, progress: bool) -> dict:
     root = jax.random.key(config.seed)
     k_inputs, k_cases, k_mnist = jax.random.split(root, 3)  # one seed -> keys split by role
     n_per = config.seeds_per_combo
-    n_combo_cases = n_per * len(config.inputs)
     inputs_used = list(config.inputs)
     mnist = None
     if "mnist" in config.inputs:
@@ -277,11 +276,9 @@ def _run(config: TheoryConfig, dtype, progress: bool) -> dict:
         if mnist is None:
             inputs_used.remove("mnist")
     # Inputs are shared by all (arch, loss) combos: each combo sees the same data, only networks differ.
-    xs, xt, yt = [], [], []
-    for i, kind in enumerate(inputs_used):
-        a, b, c = _make_inputs(kind, n_per, config.batch, dtype, key=jax.random.fold_in(k_inputs, i), mnist=mnist)
-        xs.append(a), xt.append(b), yt.append(c)
-    xs, xt, yt = jnp.concatenate(xs), jnp.concatenate(xt), jnp.concatenate(yt)
+    parts = [_make_inputs(kind, n_per, config.batch, dtype, key=jax.random.fold_in(k_inputs, i), mnist=mnist)
+             for i, kind in enumerate(inputs_used)]
+    xs, xt, yt = (jnp.concatenate(p) for p in zip(*parts))
     n_combo_cases = xs.shape[0]
 
     cases, curves = [], {}
