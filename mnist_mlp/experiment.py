@@ -120,8 +120,9 @@ class Experiment:
     def references(self, runs):
         return jax.vmap(self.module.init_params)(run_keys(self.config.seed, "init", runs))
 
-    def _meta_ok(self, meta: dict) -> bool:
-        return meta.get("fingerprint") == self.config.fingerprint()
+    def _chunk_matches(self, saved: dict, runs: range) -> bool:
+        """A saved chunk is reused only if it was made with the same settings for the same runs."""
+        return saved.get("fingerprint") == self.config.fingerprint() and saved.get("runs") == [runs.start, runs.stop]
 
     # ---- phase 1: teachers -------------------------------------------------------------------------------
     def train_teachers(self, runs):
@@ -134,8 +135,7 @@ class Experiment:
         bar = tqdm(total=cfg.epochs * steps, desc=f"teachers {runs.start}-{runs.stop - 1}", disable=not self.progress,
                    leave=False)
         for epoch in range(cfg.epochs):
-            keys = jax.vmap(lambda k: jax.random.fold_in(k, epoch))(shuffle)
-            idx_RxSxB, mask_RxSxB = jax.vmap(lambda k: train.epoch_batches(k, n, cfg.batch_size))(keys)
+            idx_RxSxB, mask_RxSxB = train.epoch_batches_R(shuffle, epoch, n, cfg.batch_size)
             for s in range(steps):
                 params, opt, loss = train.teacher_step(self.apply_fn, self.tx, params, opt, self.x_train, self.y_train,
                                                        idx_RxSxB[:, s], mask_RxSxB[:, s])
@@ -155,7 +155,7 @@ class Experiment:
             if self.resume and path.exists():
                 like = self.references(runs)
                 p, meta = _load_params(path, like)
-                if self._meta_ok(meta) and meta["runs"] == [runs.start, runs.stop]:
+                if self._chunk_matches(meta, runs):
                     loaded = (p, meta)
             if loaded is None:
                 tc = time.perf_counter()
@@ -207,8 +207,7 @@ class Experiment:
         log_teacher_loss()
         bar = tqdm(total=total, desc=f"students {runs.start}-{runs.stop - 1}", disable=not self.progress, leave=False)
         for epoch in range(cfg.epochs):
-            keys = jax.vmap(lambda k: jax.random.fold_in(k, epoch))(shuffle)
-            idx_RxSxB, mask_RxSxB = jax.vmap(lambda k: train.epoch_batches(k, cfg.n_noise, cfg.batch_size))(keys)
+            idx_RxSxB, mask_RxSxB = train.epoch_batches_R(shuffle, epoch, cfg.n_noise, cfg.batch_size)
             if epoch == 0:  # Lemma 1 at the first step, on the first batch the student will see
                 x1 = jax.vmap(train.noise_images)(noise, idx_RxSxB[:, 0])
                 for name, (which, w) in train.STUDENTS.items():
@@ -250,7 +249,7 @@ class Experiment:
             path = self.dir / f"students_{k:03d}.json"
             if self.resume and path.exists():
                 res = json.loads(path.read_text())
-                if res.get("fingerprint") == self.config.fingerprint() and res["runs"] == [runs.start, runs.stop]:
+                if self._chunk_matches(res, runs):
                     results.append(res)
                     self.chunk_seconds["students"].append(res.get("seconds"))
                     continue

@@ -46,6 +46,12 @@ def epoch_batches(key, n_examples: int, batch: int):
     return idx, mask
 
 
+def epoch_batches_R(shuffle_keys_R, epoch: int, n_examples: int, batch: int):
+    """``epoch_batches`` for every run: each run's shuffle key folded with the epoch -> (R x steps x batch)."""
+    keys_R = jax.vmap(lambda k: jax.random.fold_in(k, epoch))(shuffle_keys_R)
+    return jax.vmap(lambda k: epoch_batches(k, n_examples, batch))(keys_R)
+
+
 def noise_images(key, idx_B, n_in: int = 784):
     """Image i of the run's fixed noise set is uniform[-1, 1]^784 drawn from fold_in(key, i): same i, same image."""
     return jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(key, i), (n_in,), jnp.float32, -1.0, 1.0))(idx_B)
@@ -120,16 +126,20 @@ def accuracy(apply_fn, params_R, x_NxD, y_N, *, batch: int = 1000):
     return correct / x_NxD.shape[0]
 
 
+def _geometry(dS, teacher, teacher_ref):
+    """cos and normalized projection of dS onto the teacher's update dT = theta_T - theta_T's init."""
+    dT = theory.tree_sub(teacher, teacher_ref)
+    return theory.cosine(dS, dT), theory.normalized_projection(dS, dT)
+
+
 @partial(jax.jit, static_argnames=("apply_fn", "loss"))
 def first_step_diagnostic(apply_fn, loss, ref_R, teacher_R, teacher_ref_R, x_RxBxD):
     """Lemma 1 at the student's first step: the exact gradient-step direction dS (theory.student_update, lr = 1)
-    from the student's init on its first noise batch, against its teacher's total update dT = theta_T - theta_T's init.
-    Returns (cos, normalized projection), each (R,)."""
+    from the student's init on its first noise batch, against its teacher's update. Returns (cos, normalized
+    projection), each (R,)."""
 
     def one(ref, teacher, teacher_ref, x):
-        dS = theory.student_update(apply_fn, ref, teacher, x, loss, 1.0)
-        dT = theory.tree_sub(teacher, teacher_ref)
-        return theory.cosine(dS, dT), theory.normalized_projection(dS, dT)
+        return _geometry(theory.student_update(apply_fn, ref, teacher, x, loss, 1.0), teacher, teacher_ref)
 
     return jax.vmap(one)(ref_R, teacher_R, teacher_ref_R, x_RxBxD)
 
@@ -137,9 +147,5 @@ def first_step_diagnostic(apply_fn, loss, ref_R, teacher_R, teacher_ref_R, x_RxB
 @jax.jit
 def update_geometry(start_R, end_R, teacher_R, teacher_ref_R):
     """cos and normalized projection of a student's update (end - start) onto its teacher's: (R,) each."""
-
-    def one(start, end, teacher, teacher_ref):
-        dS, dT = theory.tree_sub(end, start), theory.tree_sub(teacher, teacher_ref)
-        return theory.cosine(dS, dT), theory.normalized_projection(dS, dT)
-
-    return jax.vmap(one)(start_R, end_R, teacher_R, teacher_ref_R)
+    return jax.vmap(lambda start, end, t, t_ref: _geometry(theory.tree_sub(end, start), t, t_ref))(
+        start_R, end_R, teacher_R, teacher_ref_R)
