@@ -29,6 +29,7 @@ from figures.common import _atomic_write, save_json
 from mnist_mlp import train
 from mnist_mlp.config import MnistConfig
 from mnist_mlp.model import MLP, apply_fn_of
+from theory.stats import bootstrap_ci
 
 MODELS = ("reference", "teacher", *train.STUDENTS)
 # Roles of the keys split from the one seed.
@@ -53,16 +54,6 @@ def derangement(key, n: int) -> np.ndarray:
         if not np.any(perm == np.arange(n)):
             return perm
     raise RuntimeError("no derangement found")  # probability ~ (1 - 1/e)^10000
-
-
-def bootstrap_ci(values, *, level: float = 0.95, n_boot: int = 10_000, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean (fixed seed: same data, same interval)."""
-    v = np.asarray(values, float)
-    if v.size < 2:
-        return float("nan"), float("nan")
-    means = np.random.default_rng(seed).choice(v, (n_boot, v.size)).mean(axis=1)
-    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
 
 
 def run_name(config: MnistConfig) -> str:

@@ -8,8 +8,9 @@ import pytest
 
 import theory
 from mnist_mlp import train
-from mnist_mlp.experiment import bootstrap_ci, derangement
+from mnist_mlp.experiment import derangement
 from mnist_mlp.model import MLP, apply_fn_of, n_params
+from theory.stats import bootstrap_ci
 
 
 def test_parameter_count_and_init_are_the_papers():
