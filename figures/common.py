@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 
 FIGURES_DIR = Path(__file__).resolve().parent
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def stem(name: str, **settings) -> str:
@@ -44,6 +46,7 @@ def _atomic_write(path: Path, write) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -1,0 +1,85 @@
+"""LoRA projection diagnostic on a real small LLM (paper Sections 3-4 setting, Lemma 1 / Theorem 1 geometry).
+
+Compute = the llm_bridge pipeline (``python -m llm_bridge run``), whose ``results.json`` this script condenses into
+``figures/llm_bridge_<settings>.json``; plot draws only from that JSON: per-layer cos(dS, dT) vs cos(dC, dT) in dW
+space, the first-step projection sign vs eps, and P(target animal) for base / teacher / student / control."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from figures.common import FIGURES_DIR, load_json, save_figure, save_json
+
+
+def compute(results_path) -> dict:
+    r = load_json(results_path)
+    keep = ("config", "preset", "run", "geometry", "first_step", "trait", "numbers", "params", "timings",
+            "environment", "base_model")
+    return {k: r[k] for k in keep if k in r}
+
+
+def plot(data: dict, path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2), gridspec_kw={"width_ratios": [2.2, 1, 1.2]})
+    g = data["geometry"]["dW"]
+    layers = list(g["layer"])
+    x = np.arange(len(layers))
+    for off, who, color in ((-0.2, "student", "tab:blue"), (0.2, "control", "tab:gray")):
+        m = [g["layer"][lab][who]["mean"] for lab in layers]
+        ci = np.array([g["layer"][lab][who]["ci95"] for lab in layers], float)
+        err = np.abs(np.stack([m - ci[:, 0], ci[:, 1] - m])) if np.isfinite(ci).all() else None
+        axes[0].bar(x + off, m, 0.4, yerr=err, color=color, capsize=2,
+                    label=f"{who}: overall {g[who]['cos']['mean']:+.3f}")
+    axes[0].axhline(0, color="k", lw=0.6)
+    axes[0].set_xticks(x, layers, fontsize=7)
+    axes[0].set_xlabel("layer")
+    axes[0].set_ylabel("cos(update, dT) in dW = (alpha/r) B A space")
+    axes[0].set_title(f"student (teacher's numbers) vs control (base's numbers), {len(data['config']['seeds'])} seeds")
+    axes[0].legend(fontsize=8)
+
+    for kind, marker in (("soft", "o"), ("sampled", "s")):
+        fs = data["first_step"][kind]
+        eps = [float(e) for e in fs]
+        axes[1].plot(eps, [fs[e]["fraction_nonnegative"] for e in fs], marker=marker,
+                     label=f"{kind} labels: share of <-grad, dT> >= 0")
+        axes[1].plot(eps, [fs[e]["cos"]["mean"] for e in fs], marker=marker, ls="--", label=f"{kind}: mean cos")
+    axes[1].set_xscale("log")
+    axes[1].axhline(0, color="k", lw=0.6)
+    axes[1].set_xlabel("teacher = init + eps * dT")
+    axes[1].set_title("first student step (Theorem 1)")
+    axes[1].legend(fontsize=7)
+
+    t = data["trait"]
+    names = ["base", "base+system_prompt", "teacher", "student", "control"]
+    m = np.array([t[n]["p_target"]["mean"] for n in names])
+    ci = np.array([t[n]["p_target"]["ci95"] for n in names], float)
+    err = np.abs(np.stack([m - ci[:, 0], ci[:, 1] - m]))
+    axes[2].bar(range(len(names)), m, yerr=np.nan_to_num(err), capsize=3,
+                color=["tab:gray", "tab:orange", "tab:red", "tab:blue", "tab:gray"])
+    axes[2].set_xticks(range(len(names)), ["base", "base +\nsystem prompt", "teacher\n(LoRA)", "student", "control"],
+                       fontsize=8)
+    axes[2].set_yscale("log")  # the system prompt moves P(target) by orders of magnitude
+    axes[2].set_ylabel(f"P(answer starts with '{t['target']}'), 95% CI")
+    axes[2].set_title("trait: favourite-animal questions")
+    c = data["config"]
+    fig.suptitle(f"{data.get('base_model', c['model'])} - LoRA r={c['lora_r']} alpha={c['lora_alpha']} - "
+                 f"{c['sampler']} sampling - {data['preset']} preset", fontsize=10)
+    return save_figure(fig, path)
+
+
+def main(results_path, out_dir=FIGURES_DIR) -> tuple[Path, Path]:
+    data = compute(results_path)
+    stem = Path(out_dir) / data["run"].replace("llm_", "llm_bridge_", 1)
+    jp = save_json(stem.with_suffix(".json"), data)
+    return jp, plot(load_json(jp), stem.with_suffix(".png"))
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m figures.llm_bridge_fig FIGURE.json OUT.png  (re-plot from saved JSON)")
+    print(plot(load_json(sys.argv[1]), sys.argv[2]))

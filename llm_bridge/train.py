@@ -1,0 +1,102 @@
+"""Training on completion tokens only: context distillation of the trait system prompt into the teacher's LoRA
+(KL from the system-prompted base to the adapter without it, on the base's own system-prompted answers), student SFT
+on number answers (cross-entropy), and the one-step gradients of the Theorem-1 check (paper Section 6, Theorem 1)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from llm_bridge.lora import lora_parameters
+
+
+def encode(tokenizer, prefixes: list[str], completions: list[str], device, *, add_eos: bool = True) -> dict:
+    """Right-padded batch of prefix + completion (+ EOS); ``labels`` are -100 except on completion tokens.
+
+    Prefix and completion are tokenized apart, so the same completion gets the same tokens after any prefix."""
+    rows, labels = [], []
+    for p, c in zip(prefixes, completions, strict=True):
+        p_ids = tokenizer(p, add_special_tokens=False).input_ids
+        c_ids = tokenizer(c, add_special_tokens=False).input_ids + ([tokenizer.eos_token_id] if add_eos else [])
+        rows.append(p_ids + c_ids)
+        labels.append([-100] * len(p_ids) + c_ids)
+    n = max(map(len, rows))
+    pad = tokenizer.pad_token_id
+    ids = torch.tensor([r + [pad] * (n - len(r)) for r in rows], device=device)
+    lab = torch.tensor([r + [-100] * (n - len(r)) for r in labels], device=device)
+    mask = torch.tensor([[1] * len(r) + [0] * (n - len(r)) for r in rows], device=device)
+    return {"input_ids": ids, "attention_mask": mask, "labels": lab}
+
+
+def completion_logits(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits_NxV predicting each completion token, targets_N), N = completion tokens in the batch, in order."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    targets = batch["labels"][:, 1:]
+    keep = targets != -100
+    return logits[keep].float(), targets[keep]
+
+
+def sft_loss(model, batch: dict) -> torch.Tensor:
+    """Mean cross-entropy on completion tokens (the paper's student SFT)."""
+    logits_NxV, targets_N = completion_logits(model, batch)
+    return F.cross_entropy(logits_NxV, targets_N)
+
+
+def kl_to(model, batch: dict, target_logits_NxV: torch.Tensor) -> torch.Tensor:
+    """Mean over completion tokens of KL(target || model): imitation of full next-token distributions."""
+    logits_NxV, _ = completion_logits(model, batch)
+    if logits_NxV.shape != target_logits_NxV.shape:
+        raise ValueError(f"student and target completion positions differ: {tuple(logits_NxV.shape)} vs "
+                         f"{tuple(target_logits_NxV.shape)}")
+    return F.kl_div(F.log_softmax(logits_NxV, -1), F.log_softmax(target_logits_NxV, -1), log_target=True,
+                    reduction="batchmean")
+
+
+def _check(loss: torch.Tensor, what: str, step: int) -> None:
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"{what}: loss is {loss.item()} at step {step}; lower the learning rate")
+
+
+def fit(model, make_loss, n_examples: int, *, epochs: int, batch_size: int, lr: float, seed: int, desc: str,
+        progress: bool = True) -> list[float]:
+    """AdamW (no weight decay) with linear decay to 0 over all steps, on the LoRA parameters only; the example
+    order of every epoch is drawn from ``seed``. ``make_loss(indices)`` returns the batch's loss. Returns losses."""
+    from transformers import get_linear_schedule_with_warmup
+
+    params = list(lora_parameters(model).values())
+    for p in params:
+        p.requires_grad_(True)
+    steps = epochs * math.ceil(n_examples / batch_size)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    sched = get_linear_schedule_with_warmup(opt, 0, steps)
+    gen = torch.Generator().manual_seed(seed)
+    losses: list[float] = []
+    model.train()
+    with tqdm(total=steps, desc=desc, disable=not progress, leave=False) as bar:
+        for _ in range(epochs):
+            order = torch.randperm(n_examples, generator=gen).tolist()
+            for s in range(0, n_examples, batch_size):
+                loss = make_loss(order[s:s + batch_size])
+                _check(loss, desc, len(losses))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                losses.append(loss.item())
+                bar.update()
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    model.eval()
+    return losses
+
+
+def lora_gradient(model, loss: torch.Tensor) -> dict[str, torch.Tensor]:
+    """d loss / d theta for the LoRA parameters, keyed as saved adapters (for the first-step check)."""
+    params = lora_parameters(model)
+    for p in params.values():
+        p.requires_grad_(True)
+    grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+    return {k: (torch.zeros_like(p) if g is None else g.detach()) for (k, p), g in zip(params.items(), grads,
+                                                                                        strict=True)}

