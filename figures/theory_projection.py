@@ -14,8 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from theory.experiment import _fmt  # noqa: E402
 from figures.common import FIGURES_DIR, load_json, nan_array, save_figure, save_json, stem  # noqa: E402
+from theory.experiment import _fmt  # noqa: E402
 
 NAME = "theory_projection"
 

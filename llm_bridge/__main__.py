@@ -26,12 +26,12 @@ RESUME = typer.Option(False, "--resume", help="reuse finished stages of this con
 PROGRESS = typer.Option(True, help="progress bars")
 
 
-def _config(preset, model, seeds, sampler, device, number_prompts=None) -> LLMConfig:
+def _config(preset, model, seeds, sampler, device, number_prompts=None, number_teacher=None) -> LLMConfig:
     presets = {"tiny": LLMConfig.tiny, "quick": LLMConfig.quick, "paper": LLMConfig.paper}
     if preset not in presets:
         raise typer.BadParameter(f"choose one of {', '.join(presets)}", param_hint="--preset")
-    kw = {k: v for k, v in dict(model=model, sampler=sampler, device=device, number_prompts=number_prompts).items()
-          if v is not None}
+    kw = {k: v for k, v in dict(model=model, sampler=sampler, device=device, number_prompts=number_prompts,
+                                number_teacher=number_teacher).items() if v is not None}
     if seeds:
         try:
             kw["seeds"] = tuple(int(s) for s in seeds.split(","))
@@ -81,13 +81,15 @@ _stage("trait", "Stage 5: favourite-animal probabilities and sampled shares of t
 @app.command()
 def run(preset: str = PRESET, model: str = MODEL, out: Path = OUT, seeds: str = SEEDS, sampler: str = SAMPLER,
         device: str = DEVICE, number_prompts: int = typer.Option(None, help="override the preset's prompt count"),
+        number_teacher: str = typer.Option(None, help="lora (default: base + dT writes the numbers) or system_prompt "
+                                           "(the paper's teacher: the base under the trait system prompt)"),
         resume: bool = RESUME, progress: bool = PROGRESS,
         figures_dir: Path = typer.Option(Path("figures"), help="where the figure's JSON and PNG go")):
     """Every stage for every seed, then OUT/results.json and the figure."""
     from figures import llm_bridge_fig
     from llm_bridge.pipeline import run as run_all
 
-    cfg = _config(preset, model, seeds, sampler, device, number_prompts)
+    cfg = _config(preset, model, seeds, sampler, device, number_prompts, number_teacher)
     s = _session(cfg, out, resume, progress)
     res = run_all(cfg, s.out, session=s)
     jp, png = llm_bridge_fig.main(s.out / "results.json", figures_dir)

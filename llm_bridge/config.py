@@ -31,6 +31,10 @@ class LLMConfig:
     # numbers (paper Section 3: 3-9 seed values in [100, 999], at most 10 answer values, temperature 1)
     number_prompts: int = 64
     number_tokens: int = 48
+    # who writes the treatment numbers: "lora" (base + dT, the teacher whose update the diagnostic projects on) or
+    # "system_prompt" (the paper's open-model teacher: the base under the trait system prompt; dT then serves as its
+    # distilled stand-in for the geometry and the first-step check)
+    number_teacher: str = "lora"
     sampler: str = "constrained"  # "free" = paper-faithful (filter is the gate); "constrained" = digits-only grammar
     temperature: float = 1.0
     ban: tuple[int, ...] = ()
@@ -52,6 +56,8 @@ class LLMConfig:
     def __post_init__(self):
         if self.sampler not in ("free", "constrained"):
             raise ValueError(f"sampler must be 'free' or 'constrained', got {self.sampler!r}")
+        if self.number_teacher not in ("lora", "system_prompt"):
+            raise ValueError(f"number_teacher must be 'lora' or 'system_prompt', got {self.number_teacher!r}")
         if not self.seeds:
             raise ValueError("seeds must name at least one seed")
         if self.lora_r < 1 or self.lora_alpha <= 0:

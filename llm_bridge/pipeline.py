@@ -145,9 +145,12 @@ class Session:
         """Number continuations from ``source`` ("teacher" or "base") on the seed's prompts, filtered by the paper's
         rule; JSONL of every answer + a summary JSON (kept fraction, per-phrasing pass rates, free-sampling rate)."""
         c, d = self.config, self.seed_dir(seed)
-        teacher = self.teacher(seed) if source == "teacher" else None
+        lora_teacher = source == "teacher" and c.number_teacher == "lora"
+        teacher = self.teacher(seed) if lora_teacher else None
         items = prompts.number_prompts(c.number_prompts, seed=role_seed(seed, "number_prompts"))
-        prefixes = [chat_prefix(self.tok, it["prompt"]) for it in items]
+        # the paper-faithful teacher is the base under the trait system prompt; students never see that prompt
+        system = prompts.system_prompt(c.trait) if source == "teacher" and not lora_teacher else None
+        prefixes = [chat_prefix(self.tok, it["prompt"], system) for it in items]
 
         def compute():
             if teacher is not None:
@@ -169,7 +172,8 @@ class Session:
                 rows.append({**it, "answer": a, "kept": f.kept, "reason": f.reason, "values": f.values})
             text = "".join(json.dumps(r) + "\n" for r in rows)
             _atomic_write(d / f"numbers_{source}.jsonl", lambda fh: fh.write(text.encode()))
-            return {"source": source, "sampler": c.sampler, **_pass_rates(items, answers, c.ban),
+            return {"source": source, "teacher": c.number_teacher if source == "teacher" else None,
+                    "sampler": c.sampler, **_pass_rates(items, answers, c.ban),
                     "free_sampling": free if c.sampler == "constrained" else _pass_rates(items, answers, c.ban)}
 
         return self.json_stage(d / f"numbers_{source}.json", compute)

@@ -212,3 +212,46 @@ def test_role_seeds_are_distinct_across_roles_and_seeds():
     assert pipeline.role_seed(3, "trait") == pipeline.role_seed(3, "trait")
     with pytest.raises(ValueError):
         pipeline.role_seed(0, "no such role")
+
+
+def test_system_prompt_teacher_writes_the_numbers_as_the_base_under_the_trait_prompt(tmp_path, monkeypatch):
+    """number_teacher="system_prompt" (the paper's open-model teacher): the treatment numbers are sampled from the
+    base model (adapter off) under the trait system prompt; the control's and the students' prompts carry none."""
+    from llm_bridge import prompts
+    from llm_bridge.numbers import chat_prefix, sample
+
+    cfg = LLMConfig.tiny(seeds=(0,), number_teacher="system_prompt")
+    s = pipeline.Session(cfg, tmp_path, progress=False)
+    seen = []
+    real_gen = pipeline.Session.gen
+
+    def spy(self, prefixes, **kw):
+        seen.append((kw["desc"], list(prefixes), any(not m.merged and not m.disable_adapters
+                                                     for m in lora_layers(self.model))))
+        return real_gen(self, prefixes, **kw)
+
+    monkeypatch.setattr(pipeline.Session, "gen", spy)
+    s.numbers(0, "teacher")
+    s.numbers(0, "base")
+    system = prompts.system_prompt(cfg.trait)
+    calls = {desc.split()[1]: (pre, adapter_on) for desc, pre, adapter_on in seen if desc.startswith("numbers")}
+    assert all(system in p for p in calls["teacher"][0]) and not calls["teacher"][1]  # base model, trait prompt
+    assert not any(system in p for p in calls["base"][0]) and not calls["base"][1]
+    assert not any(d.startswith("distill") for d, _, _ in seen)  # no LoRA teacher was trained for the numbers
+    rows = pipeline.read_jsonl(tmp_path / "seed0" / "numbers_teacher.jsonl")
+    items = prompts.number_prompts(cfg.number_prompts, seed=pipeline.role_seed(0, "number_prompts"))
+    assert [r["prompt"] for r in rows] == [it["prompt"] for it in items]  # students see the prompt alone
+    with s.base():
+        expect = sample(s.model, s.tok, [chat_prefix(s.tok, it["prompt"], system) for it in items],
+                        max_new_tokens=cfg.number_tokens, temperature=cfg.temperature,
+                        seed=pipeline.role_seed(0, "numbers_teacher"), batch_size=cfg.gen_batch, constrained=True)
+    assert [r["answer"] for r in rows] == expect
+    assert json.loads((tmp_path / "seed0" / "numbers_teacher.json").read_text())["teacher"] == "system_prompt"
+    with pytest.raises(ValueError, match="number_teacher"):
+        LLMConfig.tiny(number_teacher="prompted")
+
+
+def lora_layers(model):
+    from peft.tuners.lora.layer import LoraLayer
+
+    return [m for m in model.modules() if isinstance(m, LoraLayer)]
