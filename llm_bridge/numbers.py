@@ -68,7 +68,8 @@ class DigitsGrammar:
     """A ``transformers`` logits processor that masks every token that would leave the grammar "d, d, ..., d"
     (EOS only after a complete number). The model's own probabilities are kept among the allowed tokens."""
 
-    def __init__(self, tokenizer, prompt_len: int):
+    def __init__(self, tokenizer, prompt_len: int = 0):
+        # prompt_len: length of the (left-padded) prompt batch; ``sample`` resets it per batch, reusing the vocab scan
         self.tok, self.prompt_len, self.eos = tokenizer, prompt_len, tokenizer.eos_token_id
         allowed = set("0123456789, ")
         self.candidates = [(i, t) for i in range(len(tokenizer))
@@ -104,11 +105,14 @@ def sample(model, tokenizer, prefixes: list[str], *, max_new_tokens: int, temper
 
     dev = next(model.parameters()).device
     tokenizer.padding_side = "left"
+    grammar = DigitsGrammar(tokenizer) if constrained else None
     out: list[str] = []
     for b, start in enumerate(range(0, len(prefixes), batch_size)):
         chunk = prefixes[start:start + batch_size]
         enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(dev)
-        procs = LogitsProcessorList([DigitsGrammar(tokenizer, enc.input_ids.shape[1])] if constrained else [])
+        if grammar is not None:
+            grammar.prompt_len = enc.input_ids.shape[1]
+        procs = LogitsProcessorList([grammar] if grammar is not None else [])
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
             torch.manual_seed(seed * 1_000_003 + b)
             gen = model.generate(**enc, do_sample=True, temperature=temperature, top_k=0, top_p=1.0,

@@ -108,7 +108,6 @@ class Session:
         """Teacher = init + dT: context distillation of the trait system prompt (KL on the system-prompted base's own
         answers to generic prompts, the adapter seeing them without the system prompt)."""
         c, d = self.config, self.seed_dir(seed)
-        init = self.init(seed)
         system = prompts.system_prompt(c.trait)
 
         def data():
@@ -119,10 +118,9 @@ class Session:
                                    constrained=False, desc="distill data")
             return {"prompts": ps, "answers": answers}
 
-        corpus = self.json_stage(d / "distill_data.json", data)
-
         def fit():
-            lora.set_state(self.model, init)
+            corpus = self.json_stage(d / "distill_data.json", data)
+            lora.set_state(self.model, self.init(seed))
             ps, ans = corpus["prompts"], corpus["answers"]
 
             def loss(idx):
@@ -146,17 +144,15 @@ class Session:
         rule; JSONL of every answer + a summary JSON (kept fraction, per-phrasing pass rates, free-sampling rate)."""
         c, d = self.config, self.seed_dir(seed)
         lora_teacher = source == "teacher" and c.number_teacher == "lora"
-        teacher = self.teacher(seed) if lora_teacher else None
         items = prompts.number_prompts(c.number_prompts, seed=role_seed(seed, "number_prompts"))
         # the paper-faithful teacher is the base under the trait system prompt; students never see that prompt
         system = prompts.system_prompt(c.trait) if source == "teacher" and not lora_teacher else None
         prefixes = [chat_prefix(self.tok, it["prompt"], system) for it in items]
 
         def compute():
-            if teacher is not None:
-                lora.set_state(self.model, teacher)
-            ctx = self.base() if teacher is None else nullcontext()
-            with ctx:
+            if lora_teacher:
+                lora.set_state(self.model, self.teacher(seed))
+            with nullcontext() if lora_teacher else self.base():
                 answers = self.gen(prefixes, max_new_tokens=c.number_tokens, seed=role_seed(seed, f"numbers_{source}"),
                                    constrained=c.sampler == "constrained", desc=f"numbers {source} s{seed}")
                 free = None
@@ -165,16 +161,15 @@ class Session:
                     free_answers = self.gen(prefixes[:k], max_new_tokens=c.number_tokens,
                                             seed=role_seed(seed, f"passrate_{source}"), constrained=False,
                                             desc=f"pass rate {source} s{seed}")
-                    free = _pass_rates(items[:k], free_answers, c.ban)
-            rows = []
-            for it, a in zip(items, answers, strict=True):
-                f = paper_filter(a, ban=c.ban)
-                rows.append({**it, "answer": a, "kept": f.kept, "reason": f.reason, "values": f.values})
+                    free = _pass_rates(items[:k], [paper_filter(a, ban=c.ban).kept for a in free_answers])
+            filtered = [paper_filter(a, ban=c.ban) for a in answers]
+            rows = [{**it, "answer": a, "kept": f.kept, "reason": f.reason, "values": f.values}
+                    for it, a, f in zip(items, answers, filtered, strict=True)]
             text = "".join(json.dumps(r) + "\n" for r in rows)
             _atomic_write(d / f"numbers_{source}.jsonl", lambda fh: fh.write(text.encode()))
+            rates = _pass_rates(items, [f.kept for f in filtered])
             return {"source": source, "teacher": c.number_teacher if source == "teacher" else None,
-                    "sampler": c.sampler, **_pass_rates(items, answers, c.ban),
-                    "free_sampling": free if c.sampler == "constrained" else _pass_rates(items, answers, c.ban)}
+                    "sampler": c.sampler, **rates, "free_sampling": free if c.sampler == "constrained" else rates}
 
         return self.json_stage(d / f"numbers_{source}.json", compute)
 
@@ -186,16 +181,16 @@ class Session:
         """Student ("teacher" numbers) or control ("base" numbers): SFT from the seed's init on completion tokens.
         Both use the same number of examples (the smaller kept count) and the same example order."""
         c, d = self.config, self.seed_dir(seed)
-        init = self.init(seed)
-        n = min(len(self.kept_examples(seed, "teacher")), len(self.kept_examples(seed, "base")))
-        if n == 0:
-            raise RuntimeError(f"seed {seed}: no number answer passed the filter for teacher or base; raise "
-                               "number_prompts or use --sampler constrained")
-        ex = self.kept_examples(seed, source)[:n]
         name = "student" if source == "teacher" else "control"
 
         def fit():
-            lora.set_state(self.model, init)
+            kept = {src: self.kept_examples(seed, src) for src in ("teacher", "base")}
+            n = min(map(len, kept.values()))
+            if n == 0:
+                raise RuntimeError(f"seed {seed}: no number answer passed the filter for teacher or base; raise "
+                                   "number_prompts or use --sampler constrained")
+            ex = kept[source][:n]
+            lora.set_state(self.model, self.init(seed))
             pre = [chat_prefix(self.tok, e["prompt"]) for e in ex]
             ans = [e["answer"].strip() for e in ex]
 
@@ -212,23 +207,26 @@ class Session:
 
     def diagnostic(self, seed: int) -> dict:
         d = self.seed_dir(seed)
-        self.student(seed, "teacher")
-        self.student(seed, "base")
-        return self.json_stage(d / "diagnostic.json", lambda: diagnose(d / "teacher", d / "student", d / "control",
-                                                                        d / "init"))
+
+        def compute():
+            self.student(seed, "teacher")
+            self.student(seed, "base")
+            return diagnose(d / "teacher", d / "student", d / "control", d / "init")
+
+        return self.json_stage(d / "diagnostic.json", compute)
 
     def first_step(self, seed: int) -> dict:
         """Theorem 1 check: teacher = theta_0 + eps dT (LoRA space); one student gradient step at theta_0 on
         (a) the teacher's full next-token distributions on number prompts + the teacher's kept answers (the theorem's
         setting), (b) the teacher's sampled answers (the paper's practice). Geometry of -grad against dT."""
         c = self.config
-        init, teacher = self.init(seed), self.teacher(seed)
-        kept = self.kept_examples(seed, "teacher")
-        dT = {k: (teacher[k] - init[k]).cpu().numpy() for k in init}
-        bs, nb = c.first_step_batch_size, c.first_step_batches
-        batches = [kept[i:i + bs] for i in range(0, min(len(kept), bs * nb), bs)]
 
         def compute():
+            init, teacher = self.init(seed), self.teacher(seed)
+            kept = self.kept_examples(seed, "teacher")
+            dT = {k: (teacher[k] - init[k]).cpu().numpy() for k in init}
+            bs, nb = c.first_step_batch_size, c.first_step_batches
+            batches = [kept[i:i + bs] for i in range(0, min(len(kept), bs * nb), bs)]
             rows = []
             for eps in c.first_step_eps:
                 for b, ex in enumerate(batches):
@@ -257,9 +255,6 @@ class Session:
         c = self.config
         qs = prompts.animal_questions(c.trait_questions)
         path = self.out / "trait_base.json" if seed is None else self.seed_dir(seed) / "trait.json"
-        if seed is not None:
-            states = {"teacher": self.teacher(seed), "student": self.student(seed, "teacher"),
-                      "control": self.student(seed, "base")}
         rs = role_seed(seed if seed is not None else 2**31 - 1, "trait")  # base models: a seed no run uses
 
         def measure(system=None):
@@ -276,6 +271,8 @@ class Session:
                     out["base"] = measure()
                     out["base+system_prompt"] = measure(prompts.system_prompt(c.trait))
             else:
+                states = {"teacher": self.teacher(seed), "student": self.student(seed, "teacher"),
+                          "control": self.student(seed, "base")}
                 for name, st in states.items():
                     lora.set_state(self.model, st)
                     out[name] = measure()
@@ -284,15 +281,15 @@ class Session:
         return self.json_stage(path, compute)
 
 
-def _pass_rates(items, answers, ban) -> dict:
-    kept = [paper_filter(a, ban=ban).kept for a in answers]
+def _pass_rates(items, kept: list[bool]) -> dict:
+    """Kept count and fraction, overall and by each part of the prompt's phrasing."""
     per_part = {}
     for p, part in enumerate(("intro", "ask", "format", "tail")):
         by: dict[int, list[bool]] = {}
         for it, k in zip(items, kept, strict=True):
             by.setdefault(it["phrasing"][p], []).append(k)
         per_part[part] = {str(v): float(np.mean(ks)) for v, ks in sorted(by.items())}
-    return {"n": len(answers), "kept": int(sum(kept)), "kept_fraction": float(np.mean(kept)) if kept else float("nan"),
+    return {"n": len(kept), "kept": int(sum(kept)), "kept_fraction": float(np.mean(kept)) if kept else float("nan"),
             "pass_rate_by_phrasing": per_part}
 
 
@@ -383,13 +380,12 @@ def summarize(config: LLMConfig, out) -> dict:
                                 if (rows := [r for r in fs if r["kind"] == kind and r["eps"] == eps])}
                          for kind in ("soft", "sampled")}
     # numbers
-    res["numbers"] = {src: {"kept_fraction": _mean_ci([load_json(out / f"seed{s}" / f"numbers_{src}.json")
-                                                       ["kept_fraction"] for s in seeds]),
-                            "free_sampling_kept_fraction": _mean_ci([
-                                load_json(out / f"seed{s}" / f"numbers_{src}.json")["free_sampling"]["kept_fraction"]
-                                for s in seeds if load_json(out / f"seed{s}" / f"numbers_{src}.json")["free_sampling"]
-                            ] or [float("nan")])}
-                      for src in ("teacher", "base")}
+    res["numbers"] = {}
+    for src in ("teacher", "base"):
+        nums = [load_json(out / f"seed{s}" / f"numbers_{src}.json") for s in seeds]
+        free = [n["free_sampling"]["kept_fraction"] for n in nums if n["free_sampling"]]
+        res["numbers"][src] = {"kept_fraction": _mean_ci([n["kept_fraction"] for n in nums]),
+                               "free_sampling_kept_fraction": _mean_ci(free or [float("nan")])}
     res["numbers"]["student_examples"] = [json.loads((out / f"seed{s}" / "student" / "subliminal.json").read_text())
                                           ["examples"] for s in seeds]
     # trait: P(target) per model, pooled over seeds x questions
