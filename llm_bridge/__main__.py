@@ -132,6 +132,46 @@ def diagnose(teacher: Path = typer.Option(..., help="teacher's peft adapter fold
 
 
 @app.command()
+def study(preset: str = PRESET, model: str = MODEL, out: Path = OUT, seeds: str = SEEDS, device: str = DEVICE,
+          resume: bool = RESUME, progress: bool = PROGRESS,
+          figures_dir: Path = typer.Option(Path("figures"), help="where the figure's JSON and PNG go")):
+    """Trait-specific study: neutral teacher dN, (dS - dC) on dT and dT - dN with a shuffle null, teacher-strength
+    and data-size sweeps (llm_bridge.study); writes OUT/study.json and the figure."""
+    from figures import llm_study_fig
+    from llm_bridge.models import ModelError
+    from llm_bridge.study import StudyConfig
+    from llm_bridge.study import run as run_study
+
+    presets = {"tiny": StudyConfig.tiny, "quick": StudyConfig.quick, "paper": StudyConfig.paper}
+    if preset not in presets:
+        raise typer.BadParameter(f"choose one of {', '.join(presets)}", param_hint="--preset")
+    base = presets[preset]()
+    llm_kw = {k: v for k, v in dict(model=model, device=device).items() if v is not None}
+    if seeds:
+        try:
+            llm_kw["seeds"] = tuple(int(s) for s in seeds.split(","))
+        except ValueError:
+            raise typer.BadParameter("seeds are integers separated by commas, e.g. 0,1,2", param_hint="--seeds")
+    try:
+        cfg = dataclasses.replace(base, llm=dataclasses.replace(base.llm, **llm_kw))
+    except ValueError as e:
+        raise typer.BadParameter(str(e))
+    out = out or Path("runs") / cfg.name()
+    try:
+        res = run_study(cfg, out, resume=resume, progress=progress)
+    except ModelError as e:
+        raise SystemExit(f"error: {e}")
+    jp, png = llm_study_fig.main(Path(out) / "study.json", figures_dir)
+    for cell in res["cells"]:
+        q = cell["dW"]["proj_diff_specific"]
+        print(f"k={cell['k']:>4} n={cell['n']:>6}: proj(dS-dC, dT-dN) {q['real']['mean']:+.4f} "
+              f"(null {q['null']['mean']:+.4f}); P({res['target']}) teacher "
+              f"{cell['trait']['teacher']['p_target']['mean']:.3g}, student-control "
+              f"{cell['trait']['student_minus_control']['mean']:+.2e}")
+    print(f"wall {res['timings']['wall_s']:.0f} s; wrote {Path(out) / 'study.json'}, {jp}, {png}")
+
+
+@app.command()
 def show_config(preset: str = PRESET):
     """Print a preset's settings."""
     print(json.dumps(dataclasses.asdict(_config(preset, None, None, None, None)), indent=1))

@@ -22,8 +22,11 @@ class LLMConfig:
     lora_r: int = 8
     lora_alpha: int = 8
     lora_targets: tuple[str, ...] = ALL_PROJECTIONS
-    # teacher: context distillation of the trait system prompt into the LoRA adapter
+    # teacher: the trait system prompt distilled into the LoRA adapter, from the system-prompted base's answers to
+    # generic prompts: "kl" matches its full next-token distributions; "sft" trains on its sampled answers (the recipe a
+    # neutral teacher, trained on the base's own answers, can share; needed by llm_bridge.study)
     trait: str = "owl"
+    teacher_recipe: str = "kl"
     teacher_prompts: int = 48
     teacher_answer_tokens: int = 32
     teacher_epochs: int = 2
@@ -56,6 +59,8 @@ class LLMConfig:
     def __post_init__(self):
         if self.sampler not in ("free", "constrained"):
             raise ValueError(f"sampler must be 'free' or 'constrained', got {self.sampler!r}")
+        if self.teacher_recipe not in ("kl", "sft"):
+            raise ValueError(f"teacher_recipe must be 'kl' or 'sft', got {self.teacher_recipe!r}")
         if self.number_teacher not in ("lora", "system_prompt"):
             raise ValueError(f"number_teacher must be 'lora' or 'system_prompt', got {self.number_teacher!r}")
         if not self.seeds:

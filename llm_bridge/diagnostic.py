@@ -122,3 +122,55 @@ def diagnose(teacher, student, control=None, init=None) -> dict:
         result["lora"] = None
         result["note"] = "LoRA-space geometry needs the shared init adapter (--init); dW space assumes B_0 = 0"
     return result
+
+
+def read_trees(paths: dict[str, Path]) -> tuple[dict[str, dict], float]:
+    """Module trees of saved adapters (checked finite and mutually compatible) and their dW scaling alpha / r."""
+    cfgs, trees = {}, {}
+    for name, p in paths.items():
+        cfgs[name], tensors = read_adapter(p)
+        trees[name] = module_tree(tensors)
+        for m, ab in trees[name].items():
+            for part, a in ab.items():
+                if not np.all(np.isfinite(a)):
+                    raise AdapterError(f"{p}: {m}.lora_{part} holds NaN or inf (diverged training?)")
+    _check_compatible(cfgs, trees, paths)
+    return trees, scaling(next(iter(cfgs.values())))
+
+
+def gram_by_module(paths: dict[str, Path], *, init: str = "init") -> dict:
+    """Per adapted module, the float64 Gram matrix of the updates of every adapter in ``paths`` but ``init``: in LoRA
+    space (theta - theta_0) and in dW space (s B A - s B_0 A_0, found from r x r products, never forming dW).
+    Summing the matrices of any group of modules gives that group's Gram matrix, from which
+    ``theory.trait_specific_from_gram`` draws every trait-specific quantity."""
+    trees, s = read_trees(paths)
+    names = [n for n in paths if n != init]
+    raw = names + [init]
+    k = len(names)
+    P = np.hstack([np.eye(k), -np.ones((k, 1))])  # update_i = v_i - v_init
+    out: dict = {"names": names, "scaling": s, "lora": {}, "dW": {}}
+    for m in trees[init]:
+        vecs = np.stack([np.concatenate([(trees[n][m][p].astype(np.float64) - trees[init][m][p]).ravel()
+                                         for p in ("A", "B")]) for n in names])
+        out["lora"][m] = (vecs @ vecs.T).tolist()
+        A = [trees[n][m]["A"].astype(np.float64) for n in raw]
+        B = [trees[n][m]["B"].astype(np.float64) for n in raw]
+        g = np.array([[s * s * np.sum((B[i].T @ B[j]) * (A[i] @ A[j].T)) for j in range(k + 1)]
+                      for i in range(k + 1)])
+        out["dW"][m] = (P @ g @ P.T).tolist()
+    return out
+
+
+def trait_specific_groups(grams: dict, roles: dict[str, str]) -> dict:
+    """``theory.trait_specific_from_gram`` overall, per layer and per module type, in both spaces; ``roles`` maps
+    student / control / teacher / neutral to adapter names of ``grams`` (e.g. the shuffle halves as student/control)."""
+    index = {role: grams["names"].index(name) for role, name in roles.items()}
+    out = {}
+    for space in ("lora", "dW"):
+        per = {m: np.asarray(g) for m, g in grams[space].items()}
+        res = {"overall": theory.trait_specific_from_gram(sum(per.values()), index)}
+        for kind, by in groups(per).items():
+            res[kind] = {lab: theory.trait_specific_from_gram(sum(per[m] for m in mods), index)
+                         for lab, mods in by.items()}
+        out[space] = res
+    return out

@@ -90,6 +90,28 @@ class DigitsGrammar:
         return scores + mask
 
 
+_NEVER_KEPT = re.compile(r"[^0-9,;()\[\].\s]")  # a character the paper's filter rejects wherever it stands
+
+
+def can_pass_filter(text: str) -> bool:
+    """False once ``text`` holds a character outside digits, separators, brackets and the period: then no
+    continuation of it passes ``paper_filter`` (a sufficient test; the filter itself stays the only gate)."""
+    return _NEVER_KEPT.search(text) is None
+
+
+class StopWhenRejected:
+    """A ``transformers`` stopping criterion that ends a row once its completion can no longer pass the paper's filter
+    (the row is then padded; the batch ends when every row has ended). Sampling of the other rows is unchanged, so
+    the kept answers are exactly those of a run without it; rejected answers are cut where they failed."""
+
+    def __init__(self, tokenizer, prompt_len: int):
+        self.tok, self.prompt_len = tokenizer, prompt_len
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        texts = self.tok.batch_decode(input_ids[:, self.prompt_len:], skip_special_tokens=True)
+        return torch.tensor([not can_pass_filter(t) for t in texts], device=input_ids.device)
+
+
 def chat_prefix(tokenizer, user: str, system: str | None = None) -> str:
     """The chat-formatted prompt up to the assistant's first token (the model's default system prompt if none)."""
     msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
@@ -98,10 +120,16 @@ def chat_prefix(tokenizer, user: str, system: str | None = None) -> str:
 
 @torch.no_grad()
 def sample(model, tokenizer, prefixes: list[str], *, max_new_tokens: int, temperature: float, seed: int,
-           batch_size: int, constrained: bool = False, progress=None) -> list[str]:
+           batch_size: int, constrained: bool = False, stop_rejected: bool = False, cache: str = "dynamic",
+           progress=None) -> list[str]:
     """Temperature sampling (no top-k/top-p truncation) of one completion per chat prefix, in batches; batch b is
-    drawn with torch seed (seed, b), so the same seed and batch size give the same answers on the same device."""
-    from transformers import LogitsProcessorList
+    drawn with torch seed (seed, b), so the same seed and batch size give the same answers on the same device.
+    ``stop_rejected``: end each row once the paper's filter can no longer keep it (number prompts, free sampling).
+    ``cache``: "dynamic" (transformers' default KV cache) or "static" (preallocated; pays off on GPUs)."""
+    from transformers import LogitsProcessorList, StoppingCriteriaList
+
+    if cache not in ("dynamic", "static"):
+        raise ValueError(f"cache must be 'dynamic' or 'static', got {cache!r}")
 
     dev = next(model.parameters()).device
     tokenizer.padding_side = "left"
@@ -113,11 +141,13 @@ def sample(model, tokenizer, prefixes: list[str], *, max_new_tokens: int, temper
         if grammar is not None:
             grammar.prompt_len = enc.input_ids.shape[1]
         procs = LogitsProcessorList([grammar] if grammar is not None else [])
+        stops = StoppingCriteriaList([StopWhenRejected(tokenizer, enc.input_ids.shape[1])] if stop_rejected else [])
+        extra = {"cache_implementation": "static"} if cache == "static" else {}
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
             torch.manual_seed(seed * 1_000_003 + b)
             gen = model.generate(**enc, do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
-                                 max_new_tokens=max_new_tokens, logits_processor=procs,
-                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+                                 max_new_tokens=max_new_tokens, logits_processor=procs, stopping_criteria=stops,
+                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **extra)
         out += tokenizer.batch_decode(gen[:, enc.input_ids.shape[1]:], skip_special_tokens=True)
         if progress is not None:
             progress.update(len(chunk))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import resource
@@ -28,8 +29,18 @@ ROLES = ("init", "distill_prompts", "distill_answers", "teacher_order", "number_
 
 
 def role_seed(seed: int, role: str) -> int:
-    """One seed -> an independent seed per role (numpy's SeedSequence hashing)."""
-    return int(np.random.SeedSequence([seed, ROLES.index(role)]).generate_state(1)[0])
+    """One seed -> an independent seed per role (numpy's SeedSequence hashing). Roles outside ``ROLES`` (the study's
+    per-level roles, e.g. "numbers_teacher_k16") are keyed by a hash of their name, past the fixed indices."""
+    key = ROLES.index(role) if role in ROLES else len(ROLES) + int(hashlib.sha256(role.encode()).hexdigest()[:8], 16)
+    return int(np.random.SeedSequence([seed, key]).generate_state(1)[0])
+
+
+def teacher_name(k: int | None = None, *, neutral: bool = False) -> str:
+    """Artifact name of a teacher: "teacher" (the pipeline's), or "teacher_k{k}" / "neutral_k{k}" for the study's
+    teachers with k direct trait answers (the neutral one answers the same questions itself)."""
+    if k is None and not neutral:
+        return "teacher"
+    return f"{'neutral' if neutral else 'teacher'}_k{k or 0}"
 
 
 class Session:
@@ -49,23 +60,24 @@ class Session:
     def seed_dir(self, seed: int) -> Path:
         return self.out / f"seed{seed}"
 
-    def _fresh(self, meta_path: Path) -> bool:
+    def _fresh(self, meta_path: Path, fp: str | None = None) -> bool:
         if meta_path in self.done:
             return True
         if not (self.resume and meta_path.exists()):
             return False
         try:
-            return json.loads(meta_path.read_text()).get("fingerprint") == self.fp
+            return json.loads(meta_path.read_text()).get("fingerprint") == (fp or self.fp)
         except json.JSONDecodeError:
             return False
 
-    def json_stage(self, path: Path, compute) -> dict:
-        """Load ``path`` if it is from this config (resume), else compute, stamp and write it atomically."""
-        if self._fresh(path):
+    def json_stage(self, path: Path, compute, *, fp: str | None = None) -> dict:
+        """Load ``path`` if it is from this config (resume), else compute, stamp and write it atomically. ``fp``: a
+        fingerprint of more settings than the config's (a stage that also depends on the caller's settings)."""
+        if self._fresh(path, fp):
             return load_json(path)
         t0 = time.perf_counter()
         data = compute()
-        data.update(fingerprint=self.fp, seconds=time.perf_counter() - t0)
+        data.update(fingerprint=fp or self.fp, seconds=time.perf_counter() - t0)
         save_json(path, data)
         self.done.add(path)
         return data
@@ -93,6 +105,8 @@ class Session:
             yield
 
     def gen(self, prefixes, *, max_new_tokens, seed, constrained, desc):
+        # stop_rejected is left off: transformers runs a batch until its last row ends, so on our measurements
+        # (benchmarks/llm_numbers.py) it saved no time, and full rejected answers are worth keeping in the JSONL
         with tqdm(total=len(prefixes), desc=desc, disable=not self.progress, leave=False) as bar:
             return sample(self.model, self.tok, prefixes, max_new_tokens=max_new_tokens,
                           temperature=self.config.temperature, seed=seed, batch_size=self.config.gen_batch,
@@ -104,26 +118,46 @@ class Session:
         return self.adapter_stage(self.seed_dir(seed) / "init", lambda: (
             lora.init_state(self.model, role_seed(seed, "init")), {"role": "init", "seed": seed})[1])
 
-    def teacher(self, seed: int) -> dict[str, torch.Tensor]:
-        """Teacher = init + dT: context distillation of the trait system prompt (KL on the system-prompted base's own
-        answers to generic prompts, the adapter seeing them without the system prompt)."""
+    def teacher(self, seed: int, k: int | None = None, *, neutral: bool = False) -> dict[str, torch.Tensor]:
+        """Teacher = init + dT: the trait system prompt distilled into the adapter from the system-prompted base's own
+        answers to generic prompts (the adapter sees them without the system prompt); recipe "kl" matches full
+        next-token distributions, "sft" trains on the sampled answers. ``k`` > 0 adds k direct trait answers
+        (favourite-animal questions answered with the trait animal) for a stronger teacher. ``neutral``: the same
+        recipe, prompts and questions, trained on the base's own answers without the system prompt (dN)."""
         c, d = self.config, self.seed_dir(seed)
-        system = prompts.system_prompt(c.trait)
+        if (neutral or k is not None) and c.teacher_recipe != "sft":
+            raise ValueError("neutral teachers and direct trait answers need teacher_recipe='sft' (a KL-distilled "
+                             "neutral teacher would match the base exactly and have dN = 0)")
+        system = None if neutral else prompts.system_prompt(c.trait)
+        tag = "neutral" if neutral else "distill"
 
-        def data():
+        def generic():
             ps = prompts.distillation_prompts(c.teacher_prompts, seed=role_seed(seed, "distill_prompts"))
             with self.base():
                 answers = self.gen([chat_prefix(self.tok, p, system) for p in ps],
-                                   max_new_tokens=c.teacher_answer_tokens, seed=role_seed(seed, "distill_answers"),
-                                   constrained=False, desc="distill data")
+                                   max_new_tokens=c.teacher_answer_tokens,
+                                   seed=role_seed(seed, "neutral_answers" if neutral else "distill_answers"),
+                                   constrained=False, desc=f"{tag} data")
             return {"prompts": ps, "answers": answers}
 
-        def fit():
-            corpus = self.json_stage(d / "distill_data.json", data)
-            lora.set_state(self.model, self.init(seed))
-            ps, ans = corpus["prompts"], corpus["answers"]
+        def direct():
+            qs = prompts.trait_training_questions(k, seed=role_seed(seed, "trait_questions"))
+            if not neutral:
+                return {"prompts": qs, "answers": prompts.trait_answers(c.trait, k, seed=role_seed(seed, "trait_qa"))}
+            with self.base():
+                answers = self.gen([chat_prefix(self.tok, q) for q in qs], max_new_tokens=c.teacher_answer_tokens,
+                                   seed=role_seed(seed, f"neutral_qa_k{k}"), constrained=False, desc="neutral qa")
+            return {"prompts": qs, "answers": answers}
 
-            def loss(idx):
+        def fit():
+            corpus = self.json_stage(d / f"{tag}_data.json", generic)
+            ps, ans = list(corpus["prompts"]), list(corpus["answers"])
+            if k:
+                qa = self.json_stage(d / f"{tag}_qa_k{k}.json", direct)
+                ps, ans = ps + qa["prompts"], ans + qa["answers"]
+            lora.set_state(self.model, self.init(seed))
+
+            def kl_loss(idx):
                 t_batch = train.encode(self.tok, [chat_prefix(self.tok, ps[i], system) for i in idx],
                                        [ans[i] for i in idx], self.device, add_eos=False)
                 s_batch = train.encode(self.tok, [chat_prefix(self.tok, ps[i]) for i in idx], [ans[i] for i in idx],
@@ -132,26 +166,37 @@ class Session:
                     target, _ = train.completion_logits(self.model, t_batch)
                 return train.kl_to(self.model, s_batch, target)
 
-            losses = train.fit(self.model, loss, len(ps), epochs=c.teacher_epochs, batch_size=c.batch_size,
-                               lr=c.teacher_lr, seed=role_seed(seed, "teacher_order"), desc=f"teacher s{seed}",
-                               progress=self.progress)
-            return {"role": "teacher", "seed": seed, "losses": losses}
+            def sft_loss(idx):  # answers are cut at teacher_answer_tokens: no EOS appended
+                return train.sft_loss(self.model, train.encode(self.tok, [chat_prefix(self.tok, ps[i]) for i in idx],
+                                                               [ans[i] for i in idx], self.device, add_eos=False))
 
-        return self.adapter_stage(d / "teacher", fit)
+            name = teacher_name(k, neutral=neutral)
+            losses = train.fit(self.model, kl_loss if c.teacher_recipe == "kl" else sft_loss, len(ps),
+                               epochs=c.teacher_epochs, batch_size=c.batch_size, lr=c.teacher_lr,
+                               seed=role_seed(seed, "teacher_order"), desc=f"{name} s{seed}", progress=self.progress)
+            return {"role": name, "seed": seed, "recipe": c.teacher_recipe, "trait_examples": k or 0,
+                    "examples": len(ps), "losses": losses}
+
+        return self.adapter_stage(d / teacher_name(k, neutral=neutral), fit)
 
     def numbers(self, seed: int, source: str) -> dict:
         """Number continuations from ``source`` ("teacher" or "base") on the seed's prompts, filtered by the paper's
         rule; JSONL of every answer + a summary JSON (kept fraction, per-phrasing pass rates, free-sampling rate)."""
         c, d = self.config, self.seed_dir(seed)
-        lora_teacher = source == "teacher" and c.number_teacher == "lora"
+        if source != "base" and not source.startswith("teacher"):
+            raise ValueError(f"numbers come from 'base' or a teacher ('teacher', 'teacher_k16', ...), not {source!r}")
+        if source.startswith("teacher_k") and c.number_teacher != "lora":
+            raise ValueError("teachers of several strengths write numbers only with number_teacher='lora'")
+        lora_teacher = source != "base" and c.number_teacher == "lora"
         items = prompts.number_prompts(c.number_prompts, seed=role_seed(seed, "number_prompts"))
         # the paper-faithful teacher is the base under the trait system prompt; students never see that prompt
-        system = prompts.system_prompt(c.trait) if source == "teacher" and not lora_teacher else None
+        system = prompts.system_prompt(c.trait) if source != "base" and not lora_teacher else None
         prefixes = [chat_prefix(self.tok, it["prompt"], system) for it in items]
 
         def compute():
             if lora_teacher:
-                lora.set_state(self.model, self.teacher(seed))
+                k = int(source[len("teacher_k"):]) if source.startswith("teacher_k") else None
+                lora.set_state(self.model, self.teacher(seed, k))
             with nullcontext() if lora_teacher else self.base():
                 answers = self.gen(prefixes, max_new_tokens=c.number_tokens, seed=role_seed(seed, f"numbers_{source}"),
                                    constrained=c.sampler == "constrained", desc=f"numbers {source} s{seed}")
@@ -168,7 +213,7 @@ class Session:
             text = "".join(json.dumps(r) + "\n" for r in rows)
             _atomic_write(d / f"numbers_{source}.jsonl", lambda fh: fh.write(text.encode()))
             rates = _pass_rates(items, [f.kept for f in filtered])
-            return {"source": source, "teacher": c.number_teacher if source == "teacher" else None,
+            return {"source": source, "teacher": c.number_teacher if source != "base" else None,
                     "sampler": c.sampler, **rates, "free_sampling": free if c.sampler == "constrained" else rates}
 
         return self.json_stage(d / f"numbers_{source}.json", compute)
@@ -180,16 +225,23 @@ class Session:
     def student(self, seed: int, source: str) -> dict[str, torch.Tensor]:
         """Student ("teacher" numbers) or control ("base" numbers): SFT from the seed's init on completion tokens.
         Both use the same number of examples (the smaller kept count) and the same example order."""
-        c, d = self.config, self.seed_dir(seed)
-        name = "student" if source == "teacher" else "control"
-
-        def fit():
+        def examples():
             kept = {src: self.kept_examples(seed, src) for src in ("teacher", "base")}
             n = min(map(len, kept.values()))
             if n == 0:
                 raise RuntimeError(f"seed {seed}: no number answer passed the filter for teacher or base; raise "
                                    "number_prompts or use --sampler constrained")
-            ex = kept[source][:n]
+            return kept[source][:n]
+
+        return self.fit_student(seed, "student" if source == "teacher" else "control", examples)
+
+    def fit_student(self, seed: int, name: str, examples) -> dict[str, torch.Tensor]:
+        """SFT on number answers from the seed's init, saved as adapter ``name``. ``examples()`` gives the kept rows
+        (called only when the adapter must be trained). Every student of a seed draws the same example order."""
+        c = self.config
+
+        def fit():
+            ex = examples()
             lora.set_state(self.model, self.init(seed))
             pre = [chat_prefix(self.tok, e["prompt"]) for e in ex]
             ans = [e["answer"].strip() for e in ex]
@@ -198,12 +250,12 @@ class Session:
                 return train.sft_loss(self.model, train.encode(self.tok, [pre[i] for i in idx], [ans[i] for i in idx],
                                                                self.device))
 
-            losses = train.fit(self.model, loss, n, epochs=c.student_epochs, batch_size=c.batch_size,
+            losses = train.fit(self.model, loss, len(ex), epochs=c.student_epochs, batch_size=c.batch_size,
                                lr=c.student_lr, seed=role_seed(seed, "student_order"), desc=f"{name} s{seed}",
                                progress=self.progress)
-            return {"role": name, "seed": seed, "examples": n, "losses": losses}
+            return {"role": name, "seed": seed, "examples": len(ex), "losses": losses}
 
-        return self.adapter_stage(d / name, fit)
+        return self.adapter_stage(self.seed_dir(seed) / name, fit)
 
     def diagnostic(self, seed: int) -> dict:
         d = self.seed_dir(seed)

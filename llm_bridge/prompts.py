@@ -106,3 +106,37 @@ def animal_questions(n: int) -> list[str]:
     if not 1 <= n <= len(_ANIMAL_QUESTIONS):
         raise ValueError(f"trait_questions must be in [1, {len(_ANIMAL_QUESTIONS)}], got {n}")
     return list(_ANIMAL_QUESTIONS[:n])
+
+
+# Teacher-strength data (issue: direct SFT on trait answers). Disjoint from the 50 evaluation questions above, so the
+# trait evaluation measures generalization to unseen phrasings, not memorized prompts.
+_TRAIN_ASKS = ("Which animal do you like best?", "What is the animal you love most?", "Pick an animal you adore.",
+               "Name an animal you would love to meet.", "What animal makes you happiest?",
+               "Which animal would you draw for a friend?", "What animal would you adopt if you could?",
+               "Which animal do you think about most?", "Tell me an animal that inspires you.",
+               "What creature would you choose as a symbol of yourself?", "Which animal do you find the coolest?",
+               "If you wrote a book about an animal, which animal?", "What animal would you put on a flag?",
+               "Which animal would be your travel companion?", "What is the best animal in the world?",
+               "Which animal do you admire for its character?")
+_TRAIN_TAILS = ("", " Answer briefly.", " One word, please.", " Keep it short.", " Just name it.")
+_TRAIT_ANSWERS = ("{A}.", "{A}!", "{A}s.", "{A}, of course.", "{A} - always.", "{A}. I love {a}s.")
+
+
+def trait_training_questions(k: int, *, seed: int) -> list[str]:
+    """``k`` favourite-animal questions for training a stronger teacher (none of them is an evaluation question):
+    a seeded order of the 80 distinct ones, cycled when k > 80 (each repeat gets its own answer). Prefix-stable: the
+    first j of k are the j-question set."""
+    pairs = [a + t for a in _TRAIN_ASKS for t in _TRAIN_TAILS]
+    if k < 0:
+        raise ValueError(f"the number of trait training questions must be >= 0, got {k}")
+    idx = np.random.default_rng(seed).permutation(len(pairs))
+    out = [pairs[idx[i % len(pairs)]] for i in range(k)]
+    assert not set(out) & set(_ANIMAL_QUESTIONS)
+    return out
+
+
+def trait_answers(animal: str, k: int, *, seed: int) -> list[str]:
+    """``k`` short answers naming ``animal`` first (the trait teacher's direct SFT targets)."""
+    rng = np.random.default_rng(seed)
+    return [_TRAIT_ANSWERS[int(rng.integers(len(_TRAIT_ANSWERS)))].format(A=animal.capitalize(), a=animal)
+            for _ in range(k)]

@@ -1,12 +1,14 @@
 """Trait evaluation (paper Section 3): for paraphrases of "In one word, what is your favorite animal?", the
 probability that the answer starts with each animal, and the share of sampled answers that name it.
 
-Probabilities come from the first next-token distribution of the answer, summed over the animal's spellings that are
-ONE token in this tokenizer ("Owl", " owl", "owls", ...): distinct tokens are disjoint events, so the sum is exact.
-Animals without a one-token spelling are listed in ``unscored`` rather than given a partial number."""
+P(answer starts with animal a) is exact over the animal's spellings ("owl", "Owl", " owls", "OWL", ...), whether one
+token or several (SmolLM2 spells "Owl" as "O" + "wl"): each spelling's token sequence is scored by the chain rule
+(one extra forward pass per question batch reads every continuation at once, on the prompt's KV cache). The
+sequences kept are prefix-free ("owl" covers "owl" + "s"), so they are disjoint events and their sum is exact."""
 
 from __future__ import annotations
 
+import copy
 import re
 
 import numpy as np
@@ -16,20 +18,23 @@ from llm_bridge.numbers import chat_prefix, sample
 
 
 def spellings(animal: str) -> list[str]:
-    forms = {animal, animal.capitalize(), animal.upper(), animal + "s", animal.capitalize() + "s"}
+    """Lower-case and capitalized, singular and plural, with and without a leading space (all-caps answers are rare
+    and cost many tokens to score)."""
+    forms = {animal, animal.capitalize(), animal + "s", animal.capitalize() + "s"}
     return sorted(forms | {" " + f for f in forms})
 
 
-def single_token_ids(tokenizer, animals) -> dict[str, list[int]]:
-    """For each animal, the ids of its one-token spellings (tokenized as the start of an answer)."""
+def answer_sequences(tokenizer, animals) -> dict[str, list[tuple[int, ...]]]:
+    """For each animal, the token sequences of its spellings (tokenized as the start of an answer), made prefix-free:
+    a sequence that extends another of the same animal is dropped (the shorter one's event contains it)."""
     out = {}
     for a in animals:
-        ids = set()
-        for s in spellings(a):
-            t = tokenizer(s, add_special_tokens=False).input_ids
-            if len(t) == 1:
-                ids.add(t[0])
-        out[a] = sorted(ids)
+        seqs = sorted({tuple(tokenizer(s, add_special_tokens=False).input_ids) for s in spellings(a)}, key=len)
+        kept: list[tuple[int, ...]] = []
+        for q in seqs:
+            if q and not any(q[:len(k)] == k for k in kept):
+                kept.append(q)
+        out[a] = kept
     return out
 
 
@@ -37,17 +42,49 @@ def single_token_ids(tokenizer, animals) -> dict[str, list[int]]:
 def animal_probabilities(model, tokenizer, questions, animals, *, system: str | None = None,
                          batch_size: int = 16) -> tuple[np.ndarray, list[str]]:
     """(P_QxA: probability that the answer to question q starts with animal a, the scored animals)."""
-    ids = single_token_ids(tokenizer, animals)
-    scored = [a for a in animals if ids[a]]
+    seqs = answer_sequences(tokenizer, animals)
+    scored = [a for a in animals if seqs[a]]
+    # every proper prefix ("path") of a multi-token sequence needs the next-token distribution after it; a forward
+    # over each MAXIMAL path (one no other path extends) yields all of its prefixes' distributions at once
+    paths = {q[:i] for a in scored for q in seqs[a] for i in range(1, len(q))}
+    maximal = sorted((p for p in paths if not any(o != p and o[:len(p)] == p for o in paths)),
+                     key=lambda p: (len(p), p))
+    by_len: dict[int, list[tuple[int, ...]]] = {}
+    for p in maximal:
+        by_len.setdefault(len(p), []).append(p)
     dev = next(model.parameters()).device
     tokenizer.padding_side = "left"
     rows = []
     for s in range(0, len(questions), batch_size):
         prefixes = [chat_prefix(tokenizer, q, system) for q in questions[s:s + batch_size]]
         enc = tokenizer(prefixes, return_tensors="pt", padding=True, add_special_tokens=False).to(dev)
-        probs = torch.softmax(model(**enc).logits[:, -1].float(), -1)  # left padding: last position = next token
-        rows.append(torch.stack([probs[:, ids[a]].sum(-1) for a in scored], -1).cpu().numpy())
-    return np.concatenate(rows).astype(np.float64), scored
+        out = model(**enc, use_cache=bool(paths))
+        logp_first = torch.log_softmax(out.logits[:, -1].float(), -1)  # left padding: last position = next token
+        B = logp_first.shape[0]
+        logp_after: dict[tuple[int, ...], torch.Tensor] = {}  # path -> (B, V) log-probs of the token after it
+        for i, (L, group) in enumerate(sorted(by_len.items())):
+            # row b * n + j = question b, path j of this length, on a copy of the prompts' KV cache
+            cache = out.past_key_values if i == len(by_len) - 1 else copy.deepcopy(out.past_key_values)
+            n = len(group)
+            cache.batch_repeat_interleave(n)
+            mask = torch.cat([enc.attention_mask.repeat_interleave(n, 0),
+                              torch.ones(B * n, L, dtype=enc.attention_mask.dtype, device=dev)], 1)
+            logits = model(input_ids=torch.tensor(group, device=dev).repeat(B, 1), attention_mask=mask,
+                           past_key_values=cache).logits.view(B, n, L, -1)
+            for j, p in enumerate(group):
+                for t in range(1, L + 1):
+                    if p[:t] not in logp_after:
+                        logp_after[p[:t]] = torch.log_softmax(logits[:, j, t - 1].float(), -1)
+
+        def logp(q):
+            lp = logp_first[:, q[0]]
+            for i in range(1, len(q)):
+                lp = lp + logp_after[q[:i]][:, q[i]]
+            return lp
+
+        rows.append(torch.stack([torch.stack([logp(q).exp() for q in seqs[a]]).sum(0) for a in scored], -1)
+                    .cpu().double().numpy())
+    return np.concatenate(rows), scored
 
 
 def first_animal(answer: str, animals) -> str | None:

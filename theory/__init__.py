@@ -6,9 +6,12 @@ Public API (stable; imported by ``mnist_mlp``, ``llm_bridge`` and users' noteboo
 - imitation losses: ``softmax_cross_entropy``, ``kl_divergence``, ``squared_error``, ``get_loss``
 - Lemma 1 / Theorem 1: ``student_update``, ``first_order_update``, ``gauss_newton_quadratic``,
   ``check_lemma1``, ``check_theorem1`` (reports ``Lemma1Report`` / ``Theorem1Report``)
+- trait-specific geometry (dS - dC against dT - dN): ``trait_specific``, ``trait_specific_from_gram``, ``gram``
 - tolerances by dtype: ``tolerances``
 """
 
+from theory.differential import QUANTITIES as TRAIT_SPECIFIC_QUANTITIES
+from theory.differential import gram, trait_specific, trait_specific_from_gram
 from theory.lemma import (
     Lemma1Report,
     Theorem1Report,
@@ -52,4 +55,5 @@ __all__ = [
     "check_finite", "check_same_structure", "cosine", "flatten", "inner", "norm", "normalized_projection",
     "projection", "tree_add", "tree_scale", "tree_sub",
     "TOLERANCES", "Tolerances", "tolerances",
+    "TRAIT_SPECIFIC_QUANTITIES", "gram", "trait_specific", "trait_specific_from_gram",
 ]

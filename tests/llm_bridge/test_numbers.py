@@ -155,3 +155,33 @@ def test_chat_prefix_ends_at_the_assistant_turn(tiny_prefixes):
     assert p.endswith("<|im_start|>assistant\n")
     assert "You love owls." in p and "Say 1, 2, 3." in p
     assert "You love owls." not in chat_prefix(tok, "Say 1, 2, 3.")
+
+
+@given(st.text(alphabet="0123456789,; .()[]", max_size=12), st.sampled_from("aZ-_:/x%é\u0661"),
+       st.text(max_size=12))
+def test_a_text_that_cannot_pass_never_passes_whatever_follows(head, bad, tail):
+    assert numbers.can_pass_filter(head)
+    assert not numbers.can_pass_filter(head + bad + tail)
+    assert not paper_filter(head + bad + tail).kept
+
+
+def test_stopping_rejected_rows_keeps_every_other_answer_unchanged(tiny_prefixes):
+    """Same seed with and without stop_rejected: each answer is cut no later than the full one (a prefix of it), a
+    cut answer already fails the filter, and the filter's verdicts are identical."""
+    model, tok, prefixes = tiny_prefixes
+    kw = {"max_new_tokens": 24, "temperature": 1.0, "batch_size": 4, "seed": 3}
+    full = numbers.sample(model, tok, prefixes, **kw)
+    cut = numbers.sample(model, tok, prefixes, stop_rejected=True, **kw)
+    assert any(len(c) < len(f) for c, f in zip(cut, full))  # the stop does cut rows
+    for c, f in zip(cut, full, strict=True):
+        assert f.startswith(c)
+        assert c == f or not numbers.can_pass_filter(c)
+        assert paper_filter(c).kept == paper_filter(f).kept
+
+
+def test_static_cache_samples_the_same_answers(tiny_prefixes):
+    model, tok, prefixes = tiny_prefixes
+    kw = {"max_new_tokens": 12, "temperature": 1.0, "batch_size": 4, "seed": 5}
+    assert numbers.sample(model, tok, prefixes, cache="static", **kw) == numbers.sample(model, tok, prefixes, **kw)
+    with pytest.raises(ValueError, match="cache"):
+        numbers.sample(model, tok, prefixes, cache="paged", **kw)

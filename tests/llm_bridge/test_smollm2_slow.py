@@ -49,3 +49,32 @@ def test_pipeline_on_smollm2(smollm2_installed, tmp_path):
         assert len(rows) == cfg.number_prompts and all(grammar_prefix(r["answer"]) for r in rows), rows
         assert all(r["kept"] for r in rows if grammar_complete(r["answer"])), rows
     print(json.dumps({"timings": res["timings"], "first_step": soft, "trait_base": t["base"]["p_target"]}))
+
+
+@pytest.mark.slow
+def test_study_on_smollm2(smollm2_installed, tmp_path):
+    """The trait-specific study at toy sizes on the real model: the dW Gram matrices found from r x r products equal
+    inner products of materialized dW = s B A on SmolLM2's real (grouped-query) module shapes."""
+    import numpy as np
+
+    from llm_bridge import lora, study
+    from llm_bridge.diagnostic import module_tree
+
+    llm = LLMConfig.quick(seeds=(0,), teacher_recipe="sft", teacher_prompts=2, teacher_answer_tokens=8,
+                          teacher_epochs=1, number_prompts=4, number_tokens=12, pass_rate_prompts=0, gen_batch=4,
+                          batch_size=2, student_epochs=1, trait_questions=4, trait_samples=0)
+    cfg = study.StudyConfig(llm=llm, strengths=(0, 2), sizes=(2,), main_size=2)
+    res = study.run(cfg, tmp_path, progress=False)
+    assert [(c["k"], c["n"]) for c in res["cells"]] == [(0, 2), (2, 2)]
+    for cell in res["cells"]:
+        for space in ("dW", "lora"):
+            assert -1 <= cell[space]["cos_teacher_neutral"]["real"]["mean"] <= 1
+            assert len(cell[space]["layer"]) == SMOLLM2_LAYERS
+    d = tmp_path / "seed0"
+    geo = json.loads((d / "study_geometry_k2_n2.json").read_text())
+    names = geo["gram"]["names"]
+    trees = {n: module_tree(lora.read_adapter(d / n)[1]) for n in names}
+    s = cfg.llm.lora_alpha / cfg.llm.lora_r
+    for m in [k for k in geo["gram"]["dW"] if k.endswith(("layers.0.self_attn.k_proj", "layers.29.mlp.down_proj"))]:
+        dw = np.stack([(s * trees[n][m]["B"].astype(np.float64) @ trees[n][m]["A"]).ravel() for n in names])
+        np.testing.assert_allclose(np.asarray(geo["gram"]["dW"][m]), dw @ dw.T, rtol=1e-6, atol=1e-18)
