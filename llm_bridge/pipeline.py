@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import re
 import resource
 import time
 from contextlib import contextmanager, nullcontext
@@ -28,10 +29,22 @@ ROLES = ("init", "distill_prompts", "distill_answers", "teacher_order", "number_
          "numbers_base", "passrate_teacher", "passrate_base", "student_order", "first_step", "trait")
 
 
+# roles of the teacher-strength study (llm_bridge.study), one per teacher strength k, data size n, shuffle j
+STUDY_ROLES = re.compile(r"neutral_answers|trait_questions|trait_qa|neutral_qa_k\d+"
+                         r"|(?:numbers|passrate)_teacher_k\d+"
+                         r"|shuffle\d+_k\d+_n\d+")
+
+
 def role_seed(seed: int, role: str) -> int:
-    """One seed -> an independent seed per role (numpy's SeedSequence hashing). Roles outside ``ROLES`` (the study's
-    per-level roles, e.g. "numbers_teacher_k16") are keyed by a hash of their name, past the fixed indices."""
-    key = ROLES.index(role) if role in ROLES else len(ROLES) + int(hashlib.sha256(role.encode()).hexdigest()[:8], 16)
+    """One seed -> an independent seed per role (numpy's SeedSequence hashing). ``ROLES`` have fixed indices; the
+    study's per-level roles (``STUDY_ROLES``, e.g. "numbers_teacher_k16") are keyed by a hash of their name, past them.
+    Any other name is a typo and raises."""
+    if role in ROLES:
+        key = ROLES.index(role)
+    elif STUDY_ROLES.fullmatch(role):
+        key = len(ROLES) + int(hashlib.sha256(role.encode()).hexdigest()[:8], 16)
+    else:
+        raise ValueError(f"unknown role {role!r}: one of {ROLES} or a study role matching {STUDY_ROLES.pattern!r}")
     return int(np.random.SeedSequence([seed, key]).generate_state(1)[0])
 
 

@@ -210,8 +210,13 @@ def test_role_seeds_are_distinct_across_roles_and_seeds():
     seeds = [pipeline.role_seed(s, r) for s in range(4) for r in pipeline.ROLES]
     assert len(set(seeds)) == len(seeds)
     assert pipeline.role_seed(3, "trait") == pipeline.role_seed(3, "trait")
-    with pytest.raises(ValueError):
-        pipeline.role_seed(0, "no such role")
+    study = ["neutral_answers", "trait_questions", "trait_qa", "neutral_qa_k8", "numbers_teacher_k0",
+             "numbers_teacher_k8", "shuffle0_k8_n16", "shuffle1_k8_n16", "shuffle0_k8_n4"]
+    both = seeds + [pipeline.role_seed(s, r) for s in range(4) for r in study]
+    assert len(set(both)) == len(both)
+    for typo in ("no such role", "numbers_teacher_kx", "shuffle0_k8"):
+        with pytest.raises(ValueError, match="unknown role"):
+            pipeline.role_seed(0, typo)
 
 
 def test_system_prompt_teacher_writes_the_numbers_as_the_base_under_the_trait_prompt(tmp_path, monkeypatch):
