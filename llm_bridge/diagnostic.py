@@ -96,15 +96,7 @@ def diagnose(teacher, student, control=None, init=None) -> dict:
     and, when the shared ``init`` adapter is given, in LoRA parameter space. Arguments are peft adapter folders."""
     paths = {k: Path(v) for k, v in (("teacher", teacher), ("student", student), ("control", control),
                                       ("init", init)) if v is not None}
-    cfgs, trees = {}, {}
-    for name, p in paths.items():
-        cfgs[name], tensors = read_adapter(p)
-        trees[name] = module_tree(tensors)
-        for m, ab in trees[name].items():
-            for part, a in ab.items():
-                if not np.all(np.isfinite(a)):
-                    raise AdapterError(f"{p}: {m}.lora_{part} holds NaN or inf (diverged training?)")
-    _check_compatible(cfgs, trees, paths)
+    trees, cfgs = read_trees(paths)
     s = scaling(cfgs["teacher"])
     trained = [k for k in ("teacher", "student", "control") if k in trees]
     init_b = max(float(np.abs(ab["B"]).max()) for ab in trees["init"].values()) if "init" in trees else None
@@ -124,8 +116,8 @@ def diagnose(teacher, student, control=None, init=None) -> dict:
     return result
 
 
-def read_trees(paths: dict[str, Path]) -> tuple[dict[str, dict], float]:
-    """Module trees of saved adapters (checked finite and mutually compatible) and their dW scaling alpha / r."""
+def read_trees(paths: dict[str, Path]) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Module trees of saved adapters (checked finite and mutually compatible) and their peft configs."""
     cfgs, trees = {}, {}
     for name, p in paths.items():
         cfgs[name], tensors = read_adapter(p)
@@ -135,7 +127,7 @@ def read_trees(paths: dict[str, Path]) -> tuple[dict[str, dict], float]:
                 if not np.all(np.isfinite(a)):
                     raise AdapterError(f"{p}: {m}.lora_{part} holds NaN or inf (diverged training?)")
     _check_compatible(cfgs, trees, paths)
-    return trees, scaling(next(iter(cfgs.values())))
+    return trees, cfgs
 
 
 def gram_by_module(paths: dict[str, Path], *, init: str = "init") -> dict:
@@ -143,7 +135,8 @@ def gram_by_module(paths: dict[str, Path], *, init: str = "init") -> dict:
     space (theta - theta_0) and in dW space (s B A - s B_0 A_0, found from r x r products, never forming dW).
     Summing the matrices of any group of modules gives that group's Gram matrix, from which
     ``theory.trait_specific_from_gram`` draws every trait-specific quantity."""
-    trees, s = read_trees(paths)
+    trees, cfgs = read_trees(paths)
+    s = scaling(cfgs[init])
     names = [n for n in paths if n != init]
     raw = names + [init]
     k = len(names)

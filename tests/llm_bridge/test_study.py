@@ -13,6 +13,7 @@ from llm_bridge.config import LLMConfig
 from llm_bridge.diagnostic import gram_by_module, trait_specific_groups
 from llm_bridge.pipeline import Session
 from tests.llm_bridge.helpers import dw64, flat64, modules_of, perturb, tiny_peft
+from tests.theory.helpers import trait_specific_by_hand
 from theory import tolerances
 
 TOL = tolerances(np.float32)  # adapters are float32 tensors
@@ -20,15 +21,7 @@ CONFIG = study.StudyConfig.tiny()
 ROLES = ("student", "control", "teacher", "neutral")
 
 
-def by_hand(S, C, T, N) -> dict[str, float]:
-    def cos(a, b):
-        return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
-
-    d, sp = S - C, T - N
-    return {"cos_teacher_neutral": cos(T, N), "cos_student_teacher": cos(S, T), "cos_control_teacher": cos(C, T),
-            "cos_diff_teacher": cos(d, T), "proj_diff_teacher": float(d @ T / (T @ T)),
-            "cos_diff_specific": cos(d, sp), "proj_diff_specific": float(d @ sp / (sp @ sp)),
-            "cos_student_specific": cos(S, sp), "cos_control_specific": cos(C, sp)}
+by_hand = trait_specific_by_hand
 
 
 def assert_quantities(got: dict, ref: dict, what: str):

@@ -3,8 +3,21 @@
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from theory import zoo
+
+
+def trait_specific_by_hand(S, C, T, N) -> dict[str, float]:
+    """theory.trait_specific's quantities from flat float64 vectors with nothing but numpy (the tests' reference)."""
+    def cos(a, b):
+        return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+    d, sp = S - C, T - N
+    return {"cos_teacher_neutral": cos(T, N), "cos_student_teacher": cos(S, T), "cos_control_teacher": cos(C, T),
+            "cos_diff_teacher": cos(d, T), "proj_diff_teacher": float(d @ T / (T @ T)),
+            "cos_diff_specific": cos(d, sp), "proj_diff_specific": float(d @ sp / (sp @ sp)),
+            "cos_student_specific": cos(S, sp), "cos_control_specific": cos(C, sp)}
 
 
 def tiny_mlp(*, key, depth=2, width=5, activation="tanh", n_in=6, n_out=5, dtype=jnp.float64):

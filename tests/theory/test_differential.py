@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import theory
+from tests.theory.helpers import trait_specific_by_hand
 from theory import tolerances
 
 pytestmark = pytest.mark.usefixtures("x64")
@@ -17,16 +18,7 @@ def random_tree(rng, scale=1.0):
             "layer1": {"w": jnp.asarray(scale * rng.standard_normal((2, 5))), "b": jnp.asarray(rng.standard_normal(2))}}
 
 
-def by_hand(S, C, T, N) -> dict[str, float]:
-    """The quantities from flat float64 vectors with nothing but numpy."""
-    def cos(a, b):
-        return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
-
-    d, sp = S - C, T - N
-    return {"cos_teacher_neutral": cos(T, N), "cos_student_teacher": cos(S, T), "cos_control_teacher": cos(C, T),
-            "cos_diff_teacher": cos(d, T), "proj_diff_teacher": float(d @ T / (T @ T)),
-            "cos_diff_specific": cos(d, sp), "proj_diff_specific": float(d @ sp / (sp @ sp)),
-            "cos_student_specific": cos(S, sp), "cos_control_specific": cos(C, sp)}
+by_hand = trait_specific_by_hand
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
