@@ -26,17 +26,21 @@ RESUME = typer.Option(False, "--resume", help="reuse finished stages of this con
 PROGRESS = typer.Option(True, help="progress bars")
 
 
+def _seeds(seeds: str | None) -> tuple[int, ...] | None:
+    if not seeds:
+        return None
+    try:
+        return tuple(int(s) for s in seeds.split(","))
+    except ValueError:
+        raise typer.BadParameter("seeds are integers separated by commas, e.g. 0,1,2", param_hint="--seeds")
+
+
 def _config(preset, model, seeds, sampler, device, number_prompts=None, number_teacher=None) -> LLMConfig:
     presets = {"tiny": LLMConfig.tiny, "quick": LLMConfig.quick, "paper": LLMConfig.paper}
     if preset not in presets:
         raise typer.BadParameter(f"choose one of {', '.join(presets)}", param_hint="--preset")
     kw = {k: v for k, v in dict(model=model, sampler=sampler, device=device, number_prompts=number_prompts,
-                                number_teacher=number_teacher).items() if v is not None}
-    if seeds:
-        try:
-            kw["seeds"] = tuple(int(s) for s in seeds.split(","))
-        except ValueError:
-            raise typer.BadParameter("seeds are integers separated by commas, e.g. 0,1,2", param_hint="--seeds")
+                                number_teacher=number_teacher, seeds=_seeds(seeds)).items() if v is not None}
     try:
         return presets[preset](**kw)
     except ValueError as e:
@@ -146,12 +150,7 @@ def study(preset: str = PRESET, model: str = MODEL, out: Path = OUT, seeds: str 
     if preset not in presets:
         raise typer.BadParameter(f"choose one of {', '.join(presets)}", param_hint="--preset")
     base = presets[preset]()
-    llm_kw = {k: v for k, v in dict(model=model, device=device).items() if v is not None}
-    if seeds:
-        try:
-            llm_kw["seeds"] = tuple(int(s) for s in seeds.split(","))
-        except ValueError:
-            raise typer.BadParameter("seeds are integers separated by commas, e.g. 0,1,2", param_hint="--seeds")
+    llm_kw = {k: v for k, v in dict(model=model, device=device, seeds=_seeds(seeds)).items() if v is not None}
     try:
         cfg = dataclasses.replace(base, llm=dataclasses.replace(base.llm, **llm_kw))
     except ValueError as e:

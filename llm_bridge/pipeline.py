@@ -377,8 +377,13 @@ def read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
+def model_slug(model: str) -> str:
+    """The model's part of run and figure names ("smollm2-135m", or the id's / path's last component)."""
+    return {"smollm2": "smollm2-135m"}.get(model, Path(model).name.replace("_", "-").lower())
+
+
 def run_name(config: LLMConfig) -> str:
-    model = {"smollm2": "smollm2-135m"}.get(config.model, Path(config.model).name.replace("_", "-").lower())
+    model = model_slug(config.model)
     return f"llm_{config.preset_name}_{model}_{config.sampler}_seeds{len(config.seeds)}_{config.fingerprint()}"
 
 
@@ -411,7 +416,7 @@ def run(config: LLMConfig, out, *, resume: bool = False, progress: bool = True, 
     return res
 
 
-def _mean_ci(v) -> dict:
+def mean_ci(v) -> dict:
     v = np.asarray(v, float)
     return {"mean": float(v.mean()), "ci95": bootstrap_ci(v), "n": int(v.size), "values": v.tolist()}
 
@@ -425,21 +430,21 @@ def summarize(config: LLMConfig, out) -> dict:
     for space in ("dW", "lora"):
         g = {}
         for who in ("student", "control"):
-            g[who] = {q: _mean_ci([diag[s][space]["overall"][who][q] for s in seeds])
+            g[who] = {q: mean_ci([diag[s][space]["overall"][who][q] for s in seeds])
                       for q in ("cos", "normalized_projection")}
-        g["student_minus_control_cos"] = _mean_ci([diag[s][space]["overall"]["student"]["cos"]
+        g["student_minus_control_cos"] = mean_ci([diag[s][space]["overall"]["student"]["cos"]
                                                    - diag[s][space]["overall"]["control"]["cos"] for s in seeds])
         for kind in ("layer", "module"):
             labels = list(diag[seeds[0]][space][kind])
-            g[kind] = {lab: {who: _mean_ci([diag[s][space][kind][lab][who]["cos"] for s in seeds])
+            g[kind] = {lab: {who: mean_ci([diag[s][space][kind][lab][who]["cos"] for s in seeds])
                              for who in ("student", "control")} for lab in labels}
         res["geometry"][space] = g
     res["params"] = {k: diag[seeds[0]][k] for k in ("params_lora", "params_dW", "modules", "r", "scaling")}
     # first step
     fs = [r for s in seeds for r in load_json(out / f"seed{s}" / "first_step.json")["rows"]]
     res["first_step"] = {kind: {str(eps): {"fraction_nonnegative": float(np.mean([r["inner"] >= 0 for r in rows])),
-                                           "n": len(rows), "cos": _mean_ci([r["cos"] for r in rows]),
-                                           "normalized_projection": _mean_ci([r["normalized_projection"] / eps
+                                           "n": len(rows), "cos": mean_ci([r["cos"] for r in rows]),
+                                           "normalized_projection": mean_ci([r["normalized_projection"] / eps
                                                                               for r in rows])}
                                 for eps in config.first_step_eps
                                 if (rows := [r for r in fs if r["kind"] == kind and r["eps"] == eps])}
@@ -449,8 +454,8 @@ def summarize(config: LLMConfig, out) -> dict:
     for src in ("teacher", "base"):
         nums = [load_json(out / f"seed{s}" / f"numbers_{src}.json") for s in seeds]
         free = [n["free_sampling"]["kept_fraction"] for n in nums if n["free_sampling"]]
-        res["numbers"][src] = {"kept_fraction": _mean_ci([n["kept_fraction"] for n in nums]),
-                               "free_sampling_kept_fraction": _mean_ci(free or [float("nan")])}
+        res["numbers"][src] = {"kept_fraction": mean_ci([n["kept_fraction"] for n in nums]),
+                               "free_sampling_kept_fraction": mean_ci(free or [float("nan")])}
     res["numbers"]["student_examples"] = [json.loads((out / f"seed{s}" / "student" / "subliminal.json").read_text())
                                           ["examples"] for s in seeds]
     # trait: P(target) per model, pooled over seeds x questions
@@ -466,11 +471,11 @@ def summarize(config: LLMConfig, out) -> dict:
 
     trait = {"target": target, "scored_animals": base["base"]["animals"]}
     for name in ("base", "base+system_prompt"):
-        trait[name] = {"p_target": _mean_ci(p_target(base[name])), "sampled_share": base[name]["sampled"]["share"]
+        trait[name] = {"p_target": mean_ci(p_target(base[name])), "sampled_share": base[name]["sampled"]["share"]
                        .get(target)}
     for name in ("teacher", "student", "control"):
         vals = [p for s in seeds for p in p_target(per_seed[s][name])]
-        trait[name] = {"p_target": _mean_ci(vals),
+        trait[name] = {"p_target": mean_ci(vals),
                        "sampled_share": float(np.mean([per_seed[s][name]["sampled"]["share"].get(target, np.nan)
                                                        for s in seeds]))}
     res["trait"] = trait

@@ -35,10 +35,9 @@ from figures.common import load_json, save_json
 from llm_bridge import lora, prompts
 from llm_bridge.config import LLMConfig
 from llm_bridge.diagnostic import gram_by_module, trait_specific_groups
-from llm_bridge.pipeline import Session, role_seed, teacher_name
+from llm_bridge.pipeline import Session, mean_ci, model_slug, role_seed, teacher_name
 from llm_bridge.trait import animal_probabilities
 from theory import TRAIT_SPECIFIC_QUANTITIES
-from theory.stats import bootstrap_ci
 
 
 def _quick_llm() -> LLMConfig:
@@ -123,9 +122,8 @@ class StudyConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
     def name(self) -> str:
-        model = {"smollm2": "smollm2-135m"}.get(self.llm.model, Path(self.llm.model).name.replace("_", "-").lower())
-        return (f"llm_study_{self.preset_name}_{model}_{self.llm.sampler}_seeds{len(self.llm.seeds)}_"
-                f"{self.fingerprint()}")
+        return (f"llm_study_{self.preset_name}_{model_slug(self.llm.model)}_{self.llm.sampler}_"
+                f"seeds{len(self.llm.seeds)}_{self.fingerprint()}")
 
 
 def shuffle_split(a: list, b: list, *, seed: int) -> tuple[list, list]:
@@ -245,11 +243,6 @@ def run(config: StudyConfig, out, *, resume: bool = False, progress: bool = True
     return res
 
 
-def _mean_ci(v) -> dict:
-    v = np.asarray(v, float)
-    return {"mean": float(v.mean()), "ci95": bootstrap_ci(v), "n": int(v.size), "values": v.tolist()}
-
-
 def p_target(model: dict, target: str) -> np.ndarray:
     """P(answer starts with ``target``) per question (NaN when the target has no one-token spelling)."""
     if target not in model["animals"]:
@@ -281,11 +274,11 @@ def summarize(config: StudyConfig, out) -> dict:
             for q in TRAIT_SPECIFIC_QUANTITIES:
                 real = [geo[s]["real"][space]["overall"][q] for s in seeds]
                 null = [[g[space]["overall"][q] for g in geo[s]["null"]] for s in seeds]
-                sp[q] = {"real": _mean_ci(real), "null": _mean_ci([v for vs in null for v in vs]),
-                         "excess": _mean_ci([r - np.mean(vs) for r, vs in zip(real, null)])}
+                sp[q] = {"real": mean_ci(real), "null": mean_ci([v for vs in null for v in vs]),
+                         "excess": mean_ci([r - np.mean(vs) for r, vs in zip(real, null)])}
             for kind in ("layer", "module"):
                 labels = list(geo[seeds[0]]["real"][space][kind])
-                sp[kind] = {lab: {q: {"real": _mean_ci([geo[s]["real"][space][kind][lab][q] for s in seeds]),
+                sp[kind] = {lab: {q: {"real": mean_ci([geo[s]["real"][space][kind][lab][q] for s in seeds]),
                                       "null_mean": float(np.mean([g[space][kind][lab][q] for s in seeds
                                                                   for g in geo[s]["null"]]))}
                                   for q in ("proj_diff_specific", "cos_diff_specific", "cos_teacher_neutral")}
@@ -293,15 +286,15 @@ def summarize(config: StudyConfig, out) -> dict:
             cell[space] = sp
         trait: dict = {}
         for role in tr[seeds[0]]:
-            trait[role] = {"p_target": _mean_ci([np.nanmean(p_target(tr[s][role], target)) for s in seeds]),
-                           "top_share": _mean_ci([top_share(tr[s][role], target) for s in seeds])}
+            trait[role] = {"p_target": mean_ci([np.nanmean(p_target(tr[s][role], target)) for s in seeds]),
+                           "top_share": mean_ci([top_share(tr[s][role], target) for s in seeds])}
         shift = [np.nanmean(p_target(tr[s]["student"], target)) - np.nanmean(p_target(tr[s]["control"], target))
                  for s in seeds]
         null_shift = [np.nanmean(p_target(tr[s][f"shuffle{j}a"], target))
                       - np.nanmean(p_target(tr[s][f"shuffle{j}b"], target))
                       for s in seeds for j in range(config.shuffles)]
-        trait["student_minus_control"] = _mean_ci(shift)
-        trait["null_shift"] = _mean_ci(null_shift)
+        trait["student_minus_control"] = mean_ci(shift)
+        trait["null_shift"] = mean_ci(null_shift)
         cell["trait"] = trait
         res["cells"].append(cell)
     base = load_json(out / "study_trait_base.json")["models"]
