@@ -58,8 +58,8 @@ def summary_lines(data: dict) -> list[str]:
         rows.append(f"{name:<12}{a['mean']:>10.2%}{ci:>20}{'' if c1 is None else f'{c1:.3f}':>16}"
                     f"{'' if ct is None else f'{ct:.3f}':>11}{'' if lt is None else f'{lt:.0%} fall':>11}")
     t = data["timings"]
-    rows.append(f"\n{data['config']['runs']} runs in {t['total_s']:.0f} s ({t['model_epochs_per_s']:.2f} model-epochs/s "
-                f"on {data['versions']['device']})")
+    rows.append(f"\n{data['config']['runs']} runs in {t['total_s']:.0f} s "
+                f"({t['model_epochs_per_s']:.2f} model-epochs/s on {data['versions']['device']})")
     return rows
 
 

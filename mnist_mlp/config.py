@@ -7,6 +7,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+# Bumped whenever the code changes the numbers for the same settings, so that --resume never mixes chunks made by
+# different versions. 2: 16-bit-grid noise pixels and teacher logits stored after the students' first epoch.
+PROTOCOL_VERSION = 2
+
 
 @dataclass(frozen=True)
 class MnistConfig:
@@ -48,6 +52,7 @@ class MnistConfig:
         d = dataclasses.asdict(self)
         d.pop("data_dir")
         d.pop("chunk_size")
+        d["protocol_version"] = PROTOCOL_VERSION
         return d
 
     def fingerprint(self) -> str:

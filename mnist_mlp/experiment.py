@@ -194,6 +194,7 @@ class Experiment:
                 out[name]["teacher_loss_curve"].append(
                     np.asarray(train.mean_class_ce(apply_fn, students[name][0], self.x_eval, self.y_eval)).tolist())
 
+        targets = train.empty_targets(len(runs), cfg.n_noise, self.module.n_out)
         step = 0
         log_teacher_loss()
         bar = tqdm(total=total, desc=f"students {runs.start}-{runs.stop - 1}", disable=not self.progress, leave=False)
@@ -206,8 +207,9 @@ class Experiment:
                     out[name]["first_step_gradient_cos"] = np.asarray(cos).tolist()
                     out[name]["first_step_gradient_projection"] = np.asarray(proj).tolist()
             for s in range(steps):
-                students, values = train.student_step(apply_fn, self.tx, aux, students, teacher, teacher_other, noise,
-                                                      idx_RxSxB[:, s], mask_RxSxB[:, s])
+                students, targets, values = train.student_step(
+                    apply_fn, self.tx, aux, students, targets, teacher, teacher_other, noise, idx_RxSxB[:, s],
+                    mask_RxSxB[:, s], fill=epoch == 0)
                 step += 1
                 if step == 1:
                     for name, (which, w) in train.STUDENTS.items():

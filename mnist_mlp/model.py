@@ -22,13 +22,17 @@ class MLP(nn.Module):
         h = x_BxD
         for width in self.hidden:
             h = nn.relu(nn.Dense(width, kernel_init=init)(h))
-        return nn.Dense(N_CLASSES + self.n_aux, kernel_init=init)(h)
+        return nn.Dense(self.n_out, kernel_init=init)(h)
 
     def init_params(self, key, n_in: int = 784):
         return self.init(key, jnp.zeros((1, n_in), jnp.float32))["params"]
 
+    @property
+    def n_out(self) -> int:
+        return N_CLASSES + self.n_aux
+
     def aux_indices(self) -> tuple[int, ...]:
-        return tuple(range(N_CLASSES, N_CLASSES + self.n_aux))
+        return tuple(range(N_CLASSES, self.n_out))
 
 
 def n_params(params) -> int:

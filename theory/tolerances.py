@@ -14,11 +14,14 @@ class Tolerances:
     fd_rtol: float  # autodiff vs central finite differences (truncation error O(h^2) + roundoff / h)
     fd_step: float  # finite-difference step h
     roundoff: float  # relative size of rounding noise in one gradient evaluation (about 100 ulp)
+    trajectory_rtol: float  # ||a - b|| / ||a - init||: two implementations after a few optimizer steps
 
 
 TOLERANCES = {
-    np.dtype("float64"): Tolerances(rtol=1e-9, atol=1e-12, fd_rtol=1e-6, fd_step=1e-5, roundoff=2e-14),
-    np.dtype("float32"): Tolerances(rtol=1e-4, atol=1e-6, fd_rtol=3e-2, fd_step=3e-3, roundoff=1e-5),
+    np.dtype("float64"): Tolerances(rtol=1e-9, atol=1e-12, fd_rtol=1e-6, fd_step=1e-5, roundoff=2e-14,
+                                    trajectory_rtol=1e-8),
+    np.dtype("float32"): Tolerances(rtol=1e-4, atol=1e-6, fd_rtol=3e-2, fd_step=3e-3, roundoff=1e-5,
+                                    trajectory_rtol=1e-3),
 }
 
 

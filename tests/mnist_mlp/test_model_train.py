@@ -58,6 +58,44 @@ def test_noise_set_is_fixed_per_key_and_index():
     big = train.noise_images(key, jnp.arange(200))
     assert abs(float(big.mean())) < 0.01 and abs(float(big.std()) - 1 / np.sqrt(3)) < 0.01  # uniform[-1, 1]
     assert not np.array_equal(train.noise_images(jax.random.key(5), jnp.array([5])), a[:1])
+    # every pixel is a level midpoint of the 2^16 grid, and the two 16-bit halves of a word are not correlated
+    levels = (np.asarray(big, np.float64) + 1.0) * train.NOISE_LEVELS / 2 - 0.5
+    np.testing.assert_array_equal(levels, np.round(levels))
+    assert levels.min() >= 0 and levels.max() <= train.NOISE_LEVELS - 1
+    assert abs(np.corrcoef(np.asarray(big[:, :392]).ravel(), np.asarray(big[:, 392:]).ravel())[0, 1]) < 0.01
+
+
+def test_first_epoch_stores_each_teachers_logits_on_the_whole_noise_set_and_later_epochs_reuse_them():
+    module = MLP(hidden=(32,))
+    apply_fn, tx, aux = apply_fn_of(module), optax.adam(1e-2), module.aux_indices()
+    k = jax.random.split(jax.random.key(7), 5)
+    n, runs = 100, 2  # 100 images in batches of 32: the last batch is padded
+    init = jax.vmap(module.init_params)(jax.random.split(k[0], runs))
+    teacher = jax.vmap(module.init_params)(jax.random.split(k[1], runs))
+    other = jax.vmap(module.init_params)(jax.random.split(k[2], runs))
+    noise = jax.random.split(k[3], runs)
+    idx, mask = train.epoch_batches_R(jax.random.split(k[4], runs), 0, n, 32)
+    fresh = lambda: {name: (jax.tree_util.tree_map(jnp.copy, init), jax.vmap(tx.init)(init)) for name in train.STUDENTS}
+    students, targets = fresh(), train.empty_targets(runs, n, module.n_out)
+    for s in range(idx.shape[1]):
+        students, targets, _ = train.student_step(apply_fn, tx, aux, students, targets, teacher, other, noise,
+                                                  idx[:, s], mask[:, s], fill=True)
+    tol = theory.tolerances(jnp.float32)
+    for r in range(runs):
+        x = train.noise_images(noise[r], jnp.arange(n))
+        for whose, t in (("same", teacher), ("other", other)):
+            expect = apply_fn(jax.tree_util.tree_map(lambda a: a[r], t), x)
+            np.testing.assert_allclose(targets[whose][r], expect, rtol=tol.rtol, atol=tol.atol)
+    # one more epoch: reading the stored logits gives the students the same step as recomputing them
+    idx2, mask2 = train.epoch_batches_R(jax.random.split(k[4], runs), 1, n, 32)
+    copy = lambda tree: jax.tree_util.tree_map(jnp.copy, tree)
+    reused, _, _ = train.student_step(apply_fn, tx, aux, copy(students), copy(targets), teacher, other, noise,
+                                      idx2[:, 0], mask2[:, 0], fill=False)
+    recomputed, _, _ = train.student_step(apply_fn, tx, aux, copy(students), train.empty_targets(runs, n, module.n_out),
+                                          teacher, other, noise, idx2[:, 0], mask2[:, 0], fill=True)
+    for name in train.STUDENTS:
+        for a, b in zip(jax.tree_util.tree_leaves(reused[name]), jax.tree_util.tree_leaves(recomputed[name])):
+            np.testing.assert_allclose(a, b, rtol=tol.rtol, atol=tol.atol)
 
 
 @pytest.mark.parametrize("n", [2, 3, 5, 17, 100])
