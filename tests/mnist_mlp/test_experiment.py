@@ -131,7 +131,8 @@ def test_an_independent_torch_implementation_reproduces_run_0(quick, tmp_path):
 
     # the first 5 teacher steps: the same trajectory up to float32 rounding
     steps = 5
-    idx, mask = train.epoch_batches_R(run_keys(config.seed, "teacher_shuffle", range(1)), 0, 60_000, config.batch_size)
+    idx, mask = train.epoch_batches_R(run_keys(config.seed, "teacher_shuffle", range(1)), 0, exp.x_train.shape[0],
+                                      config.batch_size)
     params, opt = jax.tree_util.tree_map(jnp.copy, init_R), jax.vmap(exp.tx.init)(init_R)
     for s in range(steps):
         params, opt, _ = train.teacher_step(exp.apply_fn, exp.tx, params, opt, exp.x_train, exp.y_train, idx[:, s],
