@@ -71,6 +71,23 @@ def load_json(path) -> dict:
     return json.loads(path.read_text())
 
 
+def save_then_plot(data, json_path, png_path, plot, *, compact: bool = False) -> tuple[Path, Path, dict]:
+    """Write a figure's numbers, then draw its PNG from the saved JSON alone (what a later re-plot sees).
+    Returns (json path, png path, the data as read back)."""
+    jp = save_json(json_path, data, compact=compact)
+    saved = load_json(jp)
+    return jp, plot(saved, png_path), saved
+
+
+def replot_cli(plot, module: str) -> None:
+    """``python -m <module> FIGURE.json OUT.png``: redraw a figure from its saved JSON, without recomputing."""
+    import sys
+
+    if len(sys.argv) != 3:
+        sys.exit(f"usage: python -m {module} FIGURE.json OUT.png  (re-plot from saved JSON)")
+    print(plot(load_json(sys.argv[1]), sys.argv[2]))
+
+
 def save_figure(fig, path) -> Path:
     """Lay out, save atomically as PNG and close a matplotlib figure."""
     import matplotlib.pyplot as plt

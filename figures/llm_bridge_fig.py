@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from figures.common import FIGURES_DIR, load_json, save_figure, save_json
+from figures.common import FIGURES_DIR, load_json, replot_cli, save_figure, save_then_plot
 
 
 def compute(results_path) -> dict:
@@ -73,13 +73,9 @@ def plot(data: dict, path) -> Path:
 def main(results_path, out_dir=FIGURES_DIR) -> tuple[Path, Path]:
     data = compute(results_path)
     stem = Path(out_dir) / data["run"].replace("llm_", "llm_bridge_", 1)
-    jp = save_json(stem.with_suffix(".json"), data)
-    return jp, plot(load_json(jp), stem.with_suffix(".png"))
+    jp, png, _ = save_then_plot(data, stem.with_suffix(".json"), stem.with_suffix(".png"), plot)
+    return jp, png
 
 
 if __name__ == "__main__":
-    import sys
-
-    if len(sys.argv) != 3:
-        sys.exit("usage: python -m figures.llm_bridge_fig FIGURE.json OUT.png  (re-plot from saved JSON)")
-    print(plot(load_json(sys.argv[1]), sys.argv[2]))
+    replot_cli(plot, "figures.llm_bridge_fig")

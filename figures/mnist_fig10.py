@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from figures.common import FIGURES_DIR, load_json, save_figure, save_json, stem  # noqa: E402
+from figures.common import FIGURES_DIR, replot_cli, save_figure, save_then_plot, stem  # noqa: E402
 
 NAME = "mnist_fig10"
 LABELS = {
@@ -103,14 +103,9 @@ def main(config=None, out_dir=FIGURES_DIR, *, runs_dir="runs", resume: bool = Tr
 
     config = config or MnistConfig.quick()
     base = Path(out_dir) / file_stem(config)
-    save_json(base.with_suffix(".json"), compute(config, out_dir=runs_dir, resume=resume, progress=progress))
-    data = load_json(base.with_suffix(".json"))
-    return base.with_suffix(".json"), plot(data, base.with_suffix(".png")), data
+    data = compute(config, out_dir=runs_dir, resume=resume, progress=progress)
+    return save_then_plot(data, base.with_suffix(".json"), base.with_suffix(".png"), plot)
 
 
 if __name__ == "__main__":
-    import sys
-
-    if len(sys.argv) != 3:
-        sys.exit("usage: python -m figures.mnist_fig10 RESULTS.json OUT.png  (re-plot from saved JSON)")
-    print(plot(load_json(sys.argv[1]), sys.argv[2]))
+    replot_cli(plot, "figures.mnist_fig10")

@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from figures.common import FIGURES_DIR, load_json, nan_array, save_figure, save_json, stem  # noqa: E402
+from figures.common import FIGURES_DIR, nan_array, replot_cli, save_figure, save_then_plot, stem  # noqa: E402
 from theory.experiment import _fmt  # noqa: E402
 
 NAME = "theory_projection"
@@ -92,14 +92,8 @@ def main(config=None, out_dir=FIGURES_DIR, *, json_path=None, progress: bool = T
     config = config or TheoryConfig.quick()
     base = Path(out_dir) / file_stem(config)
     json_path = Path(json_path) if json_path else base.with_suffix(".json")
-    save_json(json_path, compute(config, progress=progress), compact=True)
-    data = load_json(json_path)  # plot from the JSON alone
-    return json_path, plot(data, base.with_suffix(".png")), data
+    return save_then_plot(compute(config, progress=progress), json_path, base.with_suffix(".png"), plot, compact=True)
 
 
 if __name__ == "__main__":
-    import sys
-
-    if len(sys.argv) != 3:
-        sys.exit("usage: python -m figures.theory_projection RESULTS.json OUT.png  (re-plot from saved JSON)")
-    print(plot(load_json(sys.argv[1]), sys.argv[2]))
+    replot_cli(plot, "figures.theory_projection")
