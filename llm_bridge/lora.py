@@ -4,17 +4,14 @@ same A and B = 0), weight swapping on one wrapped base model, and atomic save/lo
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from figures.common import _UMASK
 from llm_bridge.config import LLMConfig
+from results import atomic_dir
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -79,20 +76,11 @@ def interpolate(init: dict, target: dict, eps: float) -> dict:
 
 def save_adapter(model, path: Path, *, meta: dict) -> Path:
     """Atomically save the current adapter (peft format) plus ``subliminal.json`` metadata into ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-    try:
+    def fill(tmp: Path) -> None:
         model.save_pretrained(tmp, save_embedding_layers=False)  # LoRA only; no hub lookup of the base
         (tmp / "subliminal.json").write_text(json.dumps(meta, indent=1))
-        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp creates 0700
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+
+    return atomic_dir(path, fill)
 
 
 def read_adapter(path) -> tuple[dict, dict[str, np.ndarray]]:

@@ -18,112 +18,24 @@ answers per student):
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
-import platform
-import resource
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
-from figures.common import load_json, save_json
-from llm_bridge import lora, prompts
-from llm_bridge.config import LLMConfig
+from llm_bridge import prompts
+from llm_bridge.config import StudyConfig
 from llm_bridge.diagnostic import gram_by_module, trait_specific_groups
-from llm_bridge.pipeline import Session, mean_ci, model_slug, role_seed, teacher_name
-from llm_bridge.trait import animal_probabilities
+from llm_bridge.pipeline import Pipeline
+from llm_bridge.report import p_target
+from llm_bridge.roles import role_seed, teacher_name
+from llm_bridge.stages.trait import probabilities
+from results import fingerprint, load_json, peak_rss_mb, save_json
 from theory import TRAIT_SPECIFIC_QUANTITIES
+from theory.stats import mean_ci
 
-
-def _quick_llm() -> LLMConfig:
-    return LLMConfig.quick(seeds=(0, 1, 2, 3, 4), teacher_recipe="sft", teacher_prompts=16, number_prompts=40,
-                           pass_rate_prompts=0, trait_samples=0, student_epochs=2)
-
-
-@dataclass(frozen=True)
-class StudyConfig:
-    """The sweep: teacher strengths (direct trait answers added to the teacher's data) at ``main_size`` kept number
-    answers per student, and data sizes at ``size_strength``; ``shuffles`` null pairs per cell and seed."""
-
-    llm: LLMConfig = field(default_factory=_quick_llm)
-    strengths: tuple[int, ...] = (0, 8, 32, 128)
-    sizes: tuple[int, ...] = (4, 8, 16)
-    main_size: int = 16
-    size_strength: int | None = None  # None: the strongest teacher
-    shuffles: int = 1
-    trait_questions: int = 25  # favourite-animal questions per model (every model of every cell is scored)
-
-    def __post_init__(self):
-        c = self.llm
-        if c.teacher_recipe != "sft":
-            raise ValueError("the study needs llm.teacher_recipe='sft' (the neutral teacher shares the trait "
-                             "teacher's recipe; KL to the base would give dN = 0)")
-        if c.number_teacher != "lora":
-            raise ValueError("the study needs llm.number_teacher='lora' (each teacher strength writes its own numbers)")
-        if not self.strengths or min(self.strengths) < 0 or not self.sizes or min(self.sizes) < 1:
-            raise ValueError("strengths must be >= 0 and sizes >= 1, at least one of each")
-        if self.size_strength is not None and self.size_strength not in self.strengths:
-            raise ValueError(f"size_strength {self.size_strength} is not one of strengths {self.strengths}")
-        if not 1 <= self.trait_questions <= 50:
-            raise ValueError(f"trait_questions must be in [1, 50], got {self.trait_questions}")
-        if self.shuffles < 1:
-            raise ValueError("shuffles must be >= 1 (the null needs at least one shuffled pair per cell)")
-        if max(self.sizes + (self.main_size,)) > c.number_prompts:
-            raise ValueError(f"number_prompts ({c.number_prompts}) is below the largest data size "
-                             f"({max(self.sizes + (self.main_size,))}); raise it")
-
-    @property
-    def strength_of_sizes(self) -> int:
-        return max(self.strengths) if self.size_strength is None else self.size_strength
-
-    def cells(self) -> list[tuple[int, int]]:
-        """(k, n) pairs: the strength sweep at main_size, then the size sweep at strength_of_sizes."""
-        out = [(k, self.main_size) for k in self.strengths]
-        return out + [(self.strength_of_sizes, n) for n in self.sizes if (self.strength_of_sizes, n) not in out]
-
-    @classmethod
-    def quick(cls, **kw) -> StudyConfig:
-        """SmolLM2-135M on 2 CPU cores (about 90 min): 5 seeds, strengths 0/8/32/128, sizes 4/8/16 (at k = 32),
-        digits-only constrained sampler (reported apart from the paper's free sampling)."""
-        return cls(**{**dict(size_strength=32), **kw})
-
-    @classmethod
-    def paper(cls, **kw) -> StudyConfig:
-        """GPU scale: the paper preset's recipe (free sampling, the paper's filter as the gate), strengths up to 256
-        direct answers, 1k/3k/10k kept answers (160k prompts: SmolLM2-135M keeps roughly 1 answer in 8-16)."""
-        llm = LLMConfig.paper(teacher_recipe="sft", number_prompts=160_000, trait_samples=0)
-        return cls(**{**dict(llm=llm, strengths=(0, 16, 64, 256), sizes=(1000, 3000, 10_000), main_size=3000,
-                             trait_questions=50), **kw})
-
-    @classmethod
-    def tiny(cls, **kw) -> StudyConfig:
-        """The random in-memory Llama (tests)."""
-        llm = LLMConfig.tiny(teacher_recipe="sft", seeds=(0, 1), pass_rate_prompts=0, trait_samples=0)
-        return cls(**{**dict(llm=llm, strengths=(0, 4), sizes=(3, 6), main_size=6, trait_questions=6), **kw})
-
-    @property
-    def preset_name(self) -> str:
-        for name in ("paper", "quick", "tiny"):
-            if getattr(StudyConfig, name)() == self:
-                return name
-        return "custom"
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def fingerprint(self) -> str:
-        d = self.to_dict()
-        d["llm"] = {k: v for k, v in d["llm"].items() if k != "seeds"}
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
-
-    def name(self) -> str:
-        return (f"llm_study_{self.preset_name}_{model_slug(self.llm.model)}_{self.llm.sampler}_"
-                f"seeds{len(self.llm.seeds)}_{self.fingerprint()}")
+__all__ = ["Study", "StudyConfig", "run", "shuffle_names", "shuffle_split", "summarize", "top_share"]
 
 
 def shuffle_split(a: list, b: list, *, seed: int) -> tuple[list, list]:
@@ -139,14 +51,13 @@ def shuffle_names(k: int, n: int, j: int) -> tuple[str, str]:
 
 
 class Study:
-    """The study's stages on one loaded model (a pipeline ``Session`` under ``OUT``)."""
+    """The study's cells on one loaded model, through the pipeline's stages under ``OUT``."""
 
     def __init__(self, config: StudyConfig, out, *, resume: bool = False, progress: bool = True):
         self.config = config
-        self.s = Session(config.llm, out, resume=resume, progress=progress)
+        self.s = Pipeline(config.llm, out, resume=resume, progress=progress)
         # the cell files also depend on these study settings (adapters and numbers only on the llm config's)
-        extra = json.dumps([self.s.fp, config.shuffles, config.trait_questions])
-        self.fp = hashlib.sha256(extra.encode()).hexdigest()[:10]
+        self.fp = fingerprint([self.s.store.fp, config.shuffles, config.trait_questions])
 
     def kept(self, seed: int, source: str, n: int) -> list[dict]:
         rows = self.s.kept_examples(seed, source)
@@ -195,27 +106,23 @@ class Study:
             qs = prompts.animal_questions(c.trait_questions)
             res = {}
             for role, name in models.items():
-                lora.set_state(s.model, s.load_state(d / name))
-                p, scored = animal_probabilities(s.model, s.tok, qs, prompts.ANIMALS)
-                res[role] = {"animals": scored, "p_QxA": p.tolist()}
+                s.lm.load(s.lm.read_state(d / name))
+                res[role] = probabilities(s.lm, qs)
             return {"models": res}
 
-        return {"geometry": s.json_stage(d / f"study_geometry_k{k}_n{n}.json", geometry, fp=self.fp),
-                "trait": s.json_stage(d / f"study_trait_k{k}_n{n}.json", trait, fp=self.fp)}
+        return {"geometry": s.store.json(d / f"study_geometry_k{k}_n{n}.json", geometry, fp=self.fp),
+                "trait": s.store.json(d / f"study_trait_k{k}_n{n}.json", trait, fp=self.fp)}
 
     def base_trait(self) -> dict:
         s, c = self.s, self.config
 
         def compute():
             qs = prompts.animal_questions(c.trait_questions)
-            out = {}
-            with s.base():
-                for name, system in (("base", None), ("base+system_prompt", prompts.system_prompt(c.llm.trait))):
-                    p, scored = animal_probabilities(s.model, s.tok, qs, prompts.ANIMALS, system=system)
-                    out[name] = {"animals": scored, "p_QxA": p.tolist()}
-            return {"models": out}
+            with s.lm.base():
+                return {"models": {name: probabilities(s.lm, qs, system=system) for name, system in
+                                   (("base", None), ("base+system_prompt", prompts.system_prompt(c.llm.trait)))}}
 
-        return s.json_stage(s.out / "study_trait_base.json", compute, fp=self.fp)
+        return s.store.json(s.out / "study_trait_base.json", compute, fp=self.fp)
 
 
 def run(config: StudyConfig, out, *, resume: bool = False, progress: bool = True) -> dict:
@@ -231,23 +138,13 @@ def run(config: StudyConfig, out, *, resume: bool = False, progress: bool = True
                 bar.update()
     st.base_trait()
     res = summarize(config, st.s.out)
-    res["timings"] = {"wall_s": time.perf_counter() - t0, "load_model_s": st.s.timings["load_model"],
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    res["timings"] = {"wall_s": time.perf_counter() - t0, "load_model_s": st.s.load_seconds,
+                      "peak_rss_mb": peak_rss_mb(),
                       "note": "wall time of this invocation: stages reused on --resume count as ~0"}
-    dev = st.s.device
-    res["environment"] = {"device": str(dev), "torch": torch.__version__, "python": platform.python_version(),
-                          "machine": platform.machine(), "threads": torch.get_num_threads(),
-                          "gpu": torch.cuda.get_device_name() if dev.type == "cuda" else None}
-    res["base_model"] = st.s.base_id
+    res["environment"] = st.s.lm.environment()
+    res["base_model"] = st.s.lm.base_id
     save_json(st.s.out / "study.json", res)
     return res
-
-
-def p_target(model: dict, target: str) -> np.ndarray:
-    """P(answer starts with ``target``) per question (NaN when the target has no one-token spelling)."""
-    if target not in model["animals"]:
-        return np.full(len(model["p_QxA"]), np.nan)
-    return np.asarray(model["p_QxA"])[:, model["animals"].index(target)]
 
 
 def top_share(model: dict, target: str) -> float:

@@ -55,6 +55,24 @@ def kl_to(model, batch: dict, target_logits_NxV: torch.Tensor) -> torch.Tensor:
                     reduction="batchmean")
 
 
+def completion_sft_loss(model, tokenizer, prefixes: list[str], answers: list[str], device, *,
+                        add_eos: bool = True) -> torch.Tensor:
+    """SFT loss of ``answers`` after ``prefixes``: the student's loss (EOS appended), and the "sft" teacher's
+    (``add_eos=False``: its answers were cut at teacher_answer_tokens)."""
+    return sft_loss(model, encode(tokenizer, prefixes, answers, device, add_eos=add_eos))
+
+
+def context_distillation_loss(model, tokenizer, teacher_prefixes: list[str], student_prefixes: list[str],
+                              answers: list[str], device) -> torch.Tensor:
+    """KL from the base under ``teacher_prefixes`` (which carry the trait system prompt) to the adapted model under
+    ``student_prefixes`` (no system prompt), on the same answer tokens: the "kl" teacher recipe."""
+    t_batch = encode(tokenizer, teacher_prefixes, answers, device, add_eos=False)
+    s_batch = encode(tokenizer, student_prefixes, answers, device, add_eos=False)
+    with torch.no_grad(), model.disable_adapter():
+        target, _ = completion_logits(model, t_batch)
+    return kl_to(model, s_batch, target)
+
+
 def _check(loss: torch.Tensor, what: str, step: int) -> None:
     if not torch.isfinite(loss):
         raise FloatingPointError(f"{what}: loss is {loss.item()} at step {step}; lower the learning rate")

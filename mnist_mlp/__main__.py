@@ -1,26 +1,27 @@
-"""``python -m mnist_mlp``: the MNIST auxiliary-logit experiment (paper Fig. 10) with the projection diagnostic."""
+"""`python -m mnist_mlp`: the MNIST auxiliary-logit experiment (paper Fig. 10) with the projection diagnostic.
+
+This is the CLI layer (the outermost): it runs the experiment and draws its figure through `figures`."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, help=__doc__)
+app = typer.Typer(add_completion=False, help=__doc__, rich_markup_mode="markdown")
 
 
 @app.command()
 def main(
     preset: str = typer.Option("quick", help="quick (4 runs, about a minute on CPU) or paper (100 runs)"),
-    runs: Optional[int] = typer.Option(None, help="override the preset's number of runs"),
+    runs: int | None = typer.Option(None, help="override the preset's number of runs"),
     seed: int = typer.Option(0, help="root seed; every key is split from it by role"),
-    epochs: Optional[int] = typer.Option(None, help="override the epochs of teachers and students"),
-    chunk_size: Optional[int] = typer.Option(None, help="runs trained at once (memory vs speed)"),
+    epochs: int | None = typer.Option(None, help="override the epochs of teachers and students"),
+    chunk_size: int | None = typer.Option(None, help="runs trained at once (memory vs speed)"),
     out: Path = typer.Option(Path("runs"), "--out", help="folder for per-chunk checkpoints and results.json"),
     figures_dir: Path = typer.Option(Path("figures"), help="where the figure's JSON and PNG go"),
     resume: bool = typer.Option(False, "--resume", help="reuse finished chunks of an interrupted run"),
-    data_dir: Optional[Path] = typer.Option(None, help="torchvision MNIST root (default: $SUBLIMINAL_DATA_DIR or "
+    data_dir: Path | None = typer.Option(None, help="torchvision MNIST root (default: $SUBLIMINAL_DATA_DIR or "
                                             "./data); offline: python -m mnist_mlp.data --from-gz DIR"),
     download: bool = typer.Option(True, help="let torchvision download MNIST when it is neither in --data-dir nor "
                                   "in $SUBLIMINAL_MNIST_GZ / ../shared/data/mnist"),
@@ -37,7 +38,6 @@ def main(
     try:
         root = ensure_mnist(data_dir, download=download)
         config = presets[preset](seed=seed, data_dir=str(root), **kw)
-        config.validate()
         jp, png, data = mnist_fig10.main(config, figures_dir, runs_dir=out, resume=resume, progress=progress)
     except (DataError, ValueError) as e:
         raise SystemExit(f"error: {e}")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass
+
+from results import fingerprint
 
 # Bumped whenever the code changes the numbers for the same settings, so that --resume never mixes chunks made by
 # different versions. 2: 16-bit-grid noise pixels and teacher logits stored after the students' first epoch.
@@ -28,18 +28,18 @@ class MnistConfig:
     data_dir: str | None = None  # torchvision MNIST root; None = mnist_mlp.data.default_data_dir()
 
     @classmethod
-    def paper(cls, **kw) -> "MnistConfig":
+    def paper(cls, **kw) -> MnistConfig:
         """The paper's protocol: 100 runs, 5 epochs, Adam 3e-4, batch 1024."""
         return cls(**kw)
 
     @classmethod
-    def quick(cls, **kw) -> "MnistConfig":
+    def quick(cls, **kw) -> MnistConfig:
         """The same protocol with 4 runs: about a minute on 2 CPU cores."""
         kw.setdefault("runs", 4)
         kw.setdefault("chunk_size", 4)
         return cls(**kw)
 
-    def validate(self) -> None:
+    def __post_init__(self):
         if self.runs < 2:
             raise ValueError(f"runs={self.runs}: need at least 2 runs to pair students with a DIFFERENT teacher")
         if self.chunk_size < 1 or self.epochs < 1 or self.batch_size < 1 or self.n_noise < 1:
@@ -56,7 +56,7 @@ class MnistConfig:
         return d
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(self.science_dict(), sort_keys=True).encode()).hexdigest()[:12]
+        return fingerprint(self.science_dict(), 12)
 
     @property
     def preset_name(self) -> str:

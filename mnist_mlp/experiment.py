@@ -11,11 +11,7 @@ chunk is written atomically under ``out_dir/<run name>/``, so ``resume=True`` sk
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import json
-import platform
-import resource
 import time
 from pathlib import Path
 
@@ -25,11 +21,11 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from figures.common import _atomic_write, save_json
 from mnist_mlp import train
 from mnist_mlp.config import MnistConfig
 from mnist_mlp.model import MLP, apply_fn_of
-from theory.stats import bootstrap_ci
+from mnist_mlp.report import assemble
+from results import load_arrays, load_json, peak_rss_mb, save_arrays, save_json
 
 MODELS = ("reference", "teacher", *train.STUDENTS)
 # Roles of the keys split from the one seed.
@@ -66,16 +62,13 @@ def _chunks(config: MnistConfig) -> list[range]:
 
 def _save_params(path: Path, params_R, extra: dict) -> None:
     flat, _ = jax.tree_util.tree_flatten_with_path(params_R)
-    arrays = {jax.tree_util.keystr(p): np.asarray(a) for p, a in flat}
-    arrays["__meta__"] = np.frombuffer(json.dumps(extra).encode(), dtype=np.uint8)
-    _atomic_write(path, lambda f: np.savez(f, **arrays))
+    save_arrays(path, {jax.tree_util.keystr(p): np.asarray(a) for p, a in flat}, extra)
 
 
 def _load_params(path: Path, like_R) -> tuple[object, dict]:
-    with np.load(path) as z:
-        meta = json.loads(bytes(z["__meta__"]).decode())
-        flat, treedef = jax.tree_util.tree_flatten_with_path(like_R)
-        leaves = [jnp.asarray(z[jax.tree_util.keystr(p)]) for p, _ in flat]
+    arrays, meta = load_arrays(path)
+    flat, treedef = jax.tree_util.tree_flatten_with_path(like_R)
+    leaves = [jnp.asarray(arrays[jax.tree_util.keystr(p)]) for p, _ in flat]
     return jax.tree_util.tree_unflatten(treedef, leaves), meta
 
 
@@ -93,7 +86,6 @@ class Experiment:
     def __init__(self, config: MnistConfig, out_dir, *, resume: bool = False, progress: bool = True):
         from mnist_mlp.data import default_data_dir, load_mnist
 
-        config.validate()
         self.config, self.resume, self.progress = config, resume, progress
         self.dir = Path(out_dir) / run_name(config)
         root = config.data_dir or default_data_dir()
@@ -174,7 +166,8 @@ class Experiment:
         idx = np.asarray(list(runs))
         ref = self.references(runs)
         other = pairing[idx]
-        take = lambda tree, i: jax.tree_util.tree_map(lambda a: a[jnp.asarray(i)], tree)
+        def take(tree, i):
+            return jax.tree_util.tree_map(lambda a: a[jnp.asarray(i)], tree)
         teacher, teacher_other = take(teachers_all, idx), take(teachers_all, other)
         ref_other = self.references(other.tolist())
         noise = run_keys(cfg.seed, "noise", runs)
@@ -183,7 +176,8 @@ class Experiment:
         total = cfg.epochs * steps
         log_steps = sorted({s for s in cfg.log_steps if s <= total} | {total})
         # Each student gets its own copy of theta_0: the step donates (reuses) the students' buffers.
-        copy = lambda tree: jax.tree_util.tree_map(jnp.copy, tree)
+        def copy(tree):
+            return jax.tree_util.tree_map(jnp.copy, tree)
         students = {name: (copy(ref), jax.vmap(self.tx.init)(ref)) for name in train.STUDENTS}
         whose = {"same": (teacher, ref), "other": (teacher_other, ref_other)}
         losses = train.student_losses(aux)
@@ -241,7 +235,7 @@ class Experiment:
         for k, runs in enumerate(tqdm(_chunks(self.config), desc="phase 2: students", disable=not self.progress)):
             path = self.dir / f"students_{k:03d}.json"
             if self.resume and path.exists():
-                res = json.loads(path.read_text())
+                res = load_json(path)
                 if self._chunk_matches(res, runs):
                     results.append(res)
                     self.chunk_seconds["students"].append(res.get("seconds"))
@@ -265,54 +259,10 @@ class Experiment:
         return assemble(self.config, acc_ref, acc_teacher, chunks, self.timings)
 
 
-def assemble(config: MnistConfig, acc_ref, acc_teacher, chunks: list[dict], timings: dict) -> dict:
-    """Per-run numbers, means with 95% bootstrap CIs, timings and versions: the JSON the figure is drawn from."""
-    per_run = {"reference": {"accuracy": list(acc_ref)}, "teacher": {"accuracy": list(acc_teacher)}}
-    for name in train.STUDENTS:
-        per_run[name] = {}
-        for c in chunks:
-            for key, v in c["students"][name].items():
-                if key == "teacher_loss_curve":  # (log step) x (runs of chunk) -> runs x log steps
-                    v = np.asarray(v).T.tolist()
-                per_run[name].setdefault(key, []).extend(v)
-    summary = {}
-    for model, d in per_run.items():
-        summary[model] = {}
-        for key in ("accuracy", "total_update_cos", "total_update_projection", "first_step_gradient_cos",
-                    "first_step_gradient_projection", "first_step_adam_cos"):
-            if key in d:
-                v = np.asarray(d[key], float)
-                summary[model][key] = {"mean": float(v.mean()), "ci95": bootstrap_ci(v), "min": float(v.min()),
-                                       "max": float(v.max())}
-        if "teacher_loss_curve" in d:
-            curve = np.asarray(d["teacher_loss_curve"], float)
-            change = curve[:, 1] - curve[:, 0]
-            summary[model]["teacher_loss_first_step_change"] = {
-                "mean": float(change.mean()), "ci95": bootstrap_ci(change),
-                "fraction_negative": float(np.mean(change < 0))}
-    steps_total = config.epochs * train.n_steps(config.n_noise, config.batch_size)
-    model_epochs = config.runs * config.epochs * (1 + len(train.STUDENTS))
-    return {
-        "config": dataclasses.asdict(config),
-        "fingerprint": config.fingerprint(),
-        "pairing": [p for c in chunks for p in c["paired_teacher"]],
-        "log_steps": chunks[0]["log_steps"],
-        "per_run": per_run,
-        "summary": summary,
-        "timings": {**timings, "model_epochs_per_s": model_epochs / max(
-                        (timings.get("teachers_compute_s") or 0) + (timings.get("students_compute_s") or 0)
-                        or timings.get("total_s", 0), 1e-9),
-                    "steps_per_student_run": steps_total},
-        "versions": {"jax": jax.__version__, "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else "",
-                     "optax": optax.__version__, "numpy": np.__version__, "python": platform.python_version(),
-                     "backend": jax.default_backend(), "device": str(jax.devices()[0])},
-    }
-
-
 def run(config: MnistConfig, out_dir="runs", *, resume: bool = False, progress: bool = True) -> dict:
     """Run the experiment; returns the results dict (also written to ``out_dir/<run name>/results.json``)."""
     exp = Experiment(config, out_dir, resume=resume, progress=progress)
     results = exp.run()
-    results["timings"]["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    results["timings"]["peak_rss_mb"] = peak_rss_mb()
     save_json(exp.dir / "results.json", results)
     return results

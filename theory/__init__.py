@@ -1,5 +1,8 @@
 """The projection diagnostic of subliminal learning (Cloud, Le, Chua et al., arXiv 2507.14805, Section 6).
 
+Layer 1, the bottom: pure JAX math on pytrees and the statistics every experiment reports; imports nothing of ours
+(real-MNIST inputs for the grid are passed in by the caller).
+
 Public API (stable; imported by ``mnist_mlp``, ``llm_bridge`` and users' notebooks):
 
 - geometry of updates: ``inner``, ``norm``, ``projection``, ``normalized_projection``, ``cosine``, ``flatten``

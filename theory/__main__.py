@@ -1,44 +1,52 @@
-"""``python -m theory``: check Lemma 1 and Theorem 1 over a grid of random networks; print, save JSON and figures."""
+"""`python -m theory`: check Lemma 1 and Theorem 1 over a grid of random networks; print, save JSON and figures.
+
+This is the CLI layer (the outermost): it may draw through `figures` and read real MNIST through `mnist_mlp.data`;
+the `theory` package itself imports neither."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from theory.experiment import ALL_ARCHS, TheoryConfig, table_rows
+from theory.config import ALL_ARCHS, TheoryConfig
 
-app = typer.Typer(add_completion=False, help=__doc__)
+app = typer.Typer(add_completion=False, help=__doc__, rich_markup_mode="markdown")
 
 
 @app.command()
 def main(
-    quick: bool = typer.Option(False, "--quick", help="small grid (about 2 min on 2 CPU cores) instead of the full one"),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="where to write the results JSON "
-                                             "(default: OUT/theory_projection_<settings>.json)"),
+    quick: bool = typer.Option(False, "--quick", help="small grid (about 2 min on 2 CPU cores) instead of the "
+                               "full one"),
+    json_path: Path | None = typer.Option(None, "--json", help="where to write the results JSON "
+                                          "(default: OUT/theory_projection_SETTINGS.json)"),
     out: Path = typer.Option(Path("figures"), "--out", help="folder for the JSON and PNG"),
     seed: int = typer.Option(0, help="root seed (keys are split from it by role)"),
     dtype: str = typer.Option("float64", help="float64 (the acceptance run) or float32"),
-    seeds_per_combo: Optional[int] = typer.Option(None, help="random cases per (architecture, loss, input)"),
-    archs: Optional[str] = typer.Option(None, help=f"comma-separated subset of {','.join(ALL_ARCHS)}"),
-    data_dir: Optional[Path] = typer.Option(None, help="MNIST root (torchvision layout); real-digit inputs are "
-                                            "skipped when absent"),
+    seeds_per_combo: int | None = typer.Option(None, help="random cases per (architecture, loss, input)"),
+    archs: str | None = typer.Option(None, help=f"comma-separated subset of {','.join(ALL_ARCHS)}"),
+    data_dir: Path | None = typer.Option(None, help="MNIST root (torchvision layout); real-digit inputs are "
+                                         "skipped when absent (an error where SUBLIMINAL_REQUIRE_DATA=1)"),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ):
     from figures import theory_projection
+    from mnist_mlp.data import DataError
+    from theory.experiment import table_rows
 
-    kw = {"seed": seed, "dtype": dtype, "data_dir": str(data_dir) if data_dir else None}
+    kw = {"seed": seed, "dtype": dtype}
     if seeds_per_combo is not None:
         kw["seeds_per_combo"] = seeds_per_combo
     if archs:
         kw["archs"] = tuple(a.strip() for a in archs.split(","))
-    config = TheoryConfig.quick(**kw) if quick else TheoryConfig.paper(**kw)
     try:
-        config.validate()
+        config = TheoryConfig.quick(**kw) if quick else TheoryConfig.paper(**kw)
     except ValueError as e:
         raise typer.BadParameter(str(e))
-    jp, png, data = theory_projection.main(config, out, json_path=json_path, progress=progress)
+    try:
+        jp, png, data = theory_projection.main(config, out, json_path=json_path, data_dir=data_dir,
+                                               progress=progress)
+    except DataError as e:
+        raise SystemExit(f"error: {e}")
     for line in table_rows(data):
         print(line)
     print(f"\nwrote {jp}\nwrote {png}")

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -25,92 +24,38 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from theory.lemma import _lemma1_sweep, teacher_loss_change
+from theory import zoo
+from theory.config import ALL_ARCHS, AUX, INPUTS, LOSS_NAMES, N_AUX, N_CLASSES, TheoryConfig, arch_from_name
+from theory.lemma import lemma1_sweep, teacher_loss_change
 from theory.losses import get_loss
 from theory.pytree import tree_scale
+from theory.stats import slope_stats
 from theory.tolerances import tolerances
-from theory import zoo
 
-N_CLASSES, N_AUX = 10, 3
-AUX = tuple(range(N_CLASSES, N_CLASSES + N_AUX))
+__all__ = ["ALL_ARCHS", "INPUTS", "LOSSES", "TheoryConfig", "fmt", "run", "summarize", "table_rows"]
+
 LOSSES = {
     "ce": lambda: get_loss("ce"),
     "se": lambda: get_loss("se"),
     "aux-ce": lambda: get_loss("ce", subset=AUX),
     "aux-se": lambda: get_loss("se", subset=AUX),
 }
-INPUTS = ("gaussian", "uniform", "mnist")
+assert tuple(LOSSES) == LOSS_NAMES
 # (dT kind, student start) -> result group: Lemma 1 uses a random dT, Theorem 1 dT = -grad L_T.
 GROUPS = {"lemma_shared": (0, 0), "lemma_other": (0, 1), "theorem_shared": (1, 0), "theorem_other": (1, 1)}
-ALL_ARCHS = tuple(f"mlp{d}-{a}" for d in (1, 2, 3, 4) for a in ("relu", "tanh", "gelu")) + ("cnn", "transformer")
+MnistArrays = tuple[np.ndarray, np.ndarray]  # (images_NxD scaled to [-1, 1], labels_N)
 
 
-def arch_from_name(name: str) -> zoo.Arch:
-    if name in ("cnn", "transformer"):
-        return zoo.Arch(name)
-    if name.startswith("mlp") and "-" in name:
-        depth, act = name[3:].split("-", 1)
-        if depth.isdigit() and act in zoo.ACTIVATIONS:
-            return zoo.Arch("mlp", int(depth), act)
-    raise ValueError(f"unknown architecture {name!r}; choose from {', '.join(ALL_ARCHS)}")
-
-
-@dataclass(frozen=True)
-class TheoryConfig:
-    seed: int = 0
-    dtype: str = "float64"
-    archs: tuple[str, ...] = ALL_ARCHS
-    losses: tuple[str, ...] = tuple(LOSSES)
-    inputs: tuple[str, ...] = INPUTS
-    seeds_per_combo: int = 2
-    batch: int = 32  # student's imitation inputs (and teacher batch for L_T)
-    lr: float = 0.1
-    eps: tuple[float, ...] = tuple(float(e) for e in np.logspace(-6, 1, 15))
-    small_eps_max: float = 1e-4  # acceptance region of the Lemma (eps <= this)
-    large_eps_min: float = 1.0  # counter-example region
-    data_dir: str | None = None  # MNIST root (torchvision layout); None = mnist_mlp.data.default_data_dir()
-
-    @classmethod
-    def paper(cls, **kw) -> "TheoryConfig":
-        """The full grid: 14 architectures x 4 losses x 3 inputs x 2 seeds = 336 cases."""
-        return cls(**kw)
-
-    @classmethod
-    def quick(cls, **kw) -> "TheoryConfig":
-        """A small grid (about a minute on 2 CPU cores) that still covers every family and loss."""
-        kw.setdefault("archs", ("mlp1-relu", "mlp2-tanh", "mlp3-gelu", "cnn", "transformer"))
-        kw.setdefault("seeds_per_combo", 2)
-        return cls(**kw)
-
-    @property
-    def n_cases(self) -> int:
-        return len(self.archs) * len(self.losses) * len(self.inputs) * self.seeds_per_combo
-
-    def validate(self) -> None:
-        for a in self.archs:
-            arch_from_name(a)
-        for name in self.losses:
-            if name not in LOSSES:
-                raise ValueError(f"unknown loss {name!r}; choose from {', '.join(LOSSES)}")
-        for name in self.inputs:
-            if name not in INPUTS:
-                raise ValueError(f"unknown input distribution {name!r}; choose from {', '.join(INPUTS)}")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
-        if not any(e <= self.small_eps_max for e in self.eps):
-            raise ValueError(f"no eps <= small_eps_max={self.small_eps_max} in the sweep {self.eps}")
-
-
-def _mnist_subset(config: TheoryConfig, n: int, *, key):
-    """n real MNIST training images scaled to [-1, 1] with labels, or None when the files are not available."""
-    from mnist_mlp import data
-
-    root = config.data_dir or data.default_data_dir()
-    try:
-        images_NxD, labels_N = data.load_mnist(root, split="train")
-    except data.DataError as e:
-        print(f"note: real-MNIST inputs skipped: {e}", file=sys.stderr)
-        return None
+def mnist_subset(images_NxD, labels_N, n: int, *, key):
+    """n of the caller's real MNIST images (scaled to [-1, 1]) with their labels, drawn without replacement."""
+    images_NxD, labels_N = np.asarray(images_NxD), np.asarray(labels_N)
+    if images_NxD.ndim != 2 or images_NxD.shape[1] != zoo.INPUT_DIM or labels_N.shape != images_NxD.shape[:1]:
+        raise ValueError(f"MNIST inputs must be images_NxD with D = {zoo.INPUT_DIM} and labels_N, got "
+                         f"{images_NxD.shape} and {labels_N.shape}")
+    if images_NxD.shape[0] < n:
+        raise ValueError(f"the grid needs {n} MNIST images, {images_NxD.shape[0]} were given")
+    if not np.all(np.isfinite(images_NxD)):
+        raise ValueError("the MNIST images hold NaN or inf")
     idx = np.asarray(jax.random.choice(key, images_NxD.shape[0], (n,), replace=False))
     return images_NxD[idx], labels_N[idx]
 
@@ -150,10 +95,11 @@ def _case_fn(arch_name: str, loss_name: str, config: TheoryConfig):
         # Lemma 1 takes any dT (a random one); Theorem 1 takes dT = -grad L_T. Each from both starts.
         dT_random = zoo.random_update(p0, key=k_dT)
         dT_grad = tree_scale(jax.grad(teacher_loss)(p0), -1.0)
-        stack = lambda *trees: jax.tree_util.tree_map(lambda *a: jnp.stack(a), *trees)
+        def stack(*trees):
+            return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *trees)
 
         def sweep(dT, start):
-            dS_E, rep = _lemma1_sweep(apply_fn, p0, dT, xs, loss, config.lr, eps_E, start)
+            dS_E, rep = lemma1_sweep(apply_fn, p0, dT, xs, loss, config.lr, eps_E, start)
             return {**dataclasses.asdict(rep), **teacher_loss_change(teacher_loss, start, dS_E)}
 
         # One flat vmap over the four (dT, start) pairs: nesting vmaps here pushes attention tensors past the
@@ -173,59 +119,12 @@ def _compiled_case(arch_name: str, loss_name: str, config: TheoryConfig):
     return jax.jit(jax.vmap(_case_fn(arch_name, loss_name, config)))
 
 
-def fit_loglog_slope(x, y) -> float:
-    """Least-squares slope of log|y| against log x (nan if fewer than two finite positive points)."""
-    x, y = np.asarray(x, float), np.abs(np.asarray(y, float))
-    ok = np.isfinite(y) & (y > 0)
-    if ok.sum() < 2:
-        return float("nan")
-    return float(np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)[0])
-
-
-def above_roundoff(eps_E, relative_error_CxE, roundoff: float):
-    """Mask of points whose first-order error exceeds rounding noise (~roundoff / eps relative to dS / eps).
-
-    Where the network's output is exactly linear along dT (e.g. an aux-only loss whose dT leaves the aux head alone)
-    the O(eps^2) remainder vanishes and only rounding noise is left: no slope can be fitted there.
-    """
-    return np.isfinite(relative_error_CxE) & (relative_error_CxE > roundoff / np.asarray(eps_E))
-
-
-def pooled_slope(eps_E, relative_error_CxE, mask_CxE) -> float:
-    """One log-log slope for all cases, each case with its own intercept (within-case centring)."""
-    lx, ly = [], []
-    for err_E, m_E in zip(relative_error_CxE, mask_CxE):
-        if m_E.sum() >= 2:
-            x, y = np.log(np.asarray(eps_E)[m_E]), np.log(err_E[m_E])
-            lx.append(x - x.mean()), ly.append(y - y.mean())
-    if not lx:
-        return float("nan")
-    lx, ly = np.concatenate(lx), np.concatenate(ly)
-    return float(lx @ ly / (lx @ lx))
-
-
-def slope_stats(eps_E, relative_error_CxE, roundoff: float) -> dict:
-    mask = above_roundoff(eps_E, relative_error_CxE, roundoff)
-    fittable = mask.sum(axis=1) >= 2
-    slopes = np.array([fit_loglog_slope(np.asarray(eps_E)[m], e[m]) for e, m in zip(relative_error_CxE, mask)])
-    s = slopes[fittable]
-    return {
-        "n_fitted": int(fittable.sum()),
-        "n_exact_to_roundoff": int((~fittable).sum()),
-        "pooled": pooled_slope(eps_E, relative_error_CxE, mask),
-        "median": float(np.median(s)) if s.size else float("nan"),
-        "min": float(np.min(s)) if s.size else float("nan"),
-        "max": float(np.max(s)) if s.size else float("nan"),
-        "fraction_within_0.1": float(np.mean(np.abs(s - 1) <= 0.1)) if s.size else float("nan"),
-        "per_case": slopes.tolist(),
-    }
-
-
 def summarize(config: TheoryConfig, cases: list[dict], curves: dict) -> dict:
     eps = np.asarray(config.eps)
     small, large = eps <= config.small_eps_max, eps >= config.large_eps_min
     ls, lo, ts, to = (curves[k] for k in GROUPS)
-    both = lambda name, a, b, sel=slice(None): np.concatenate([a[name][:, sel], b[name][:, sel]])
+    def both(name, a, b, sel=slice(None)):
+        return np.concatenate([a[name][:, sel], b[name][:, sel]])
     roundoff = tolerances(config.dtype).roundoff
     # ReLU networks are only piecewise smooth: once eps crosses an activation kink the O(eps^2) remainder jumps.
     relu = np.array([c["arch"] == "cnn" or c["arch"].endswith("relu") for c in cases] * 2)
@@ -256,25 +155,28 @@ def summarize(config: TheoryConfig, cases: list[dict], curves: dict) -> dict:
     }
 
 
-def run(config: TheoryConfig, *, progress: bool = True) -> dict:
-    """Run the grid; returns a JSON-ready dict with per-case curves and the summary numbers."""
-    config.validate()
+def run(config: TheoryConfig, *, mnist: MnistArrays | Callable[[], MnistArrays] | None = None,
+        progress: bool = True) -> dict:
+    """Run the grid; returns a JSON-ready dict with per-case curves and the summary numbers.
+
+    ``mnist``: real training digits (images_NxD in [-1, 1], labels_N), or a callable that loads them, for the
+    ``"mnist"`` input distribution; the caller owns the files (theory reads none). Required when ``config.inputs``
+    names "mnist": drop it from the inputs to run without real digits."""
+    if "mnist" in config.inputs and mnist is None:
+        raise ValueError('config.inputs names "mnist" but no MNIST images were passed: pass mnist=(images, labels) '
+                         '(or a loader), or leave "mnist" out of the inputs')
     dtype = jnp.dtype(config.dtype)
     with jax.enable_x64(dtype == jnp.float64):  # float64 only inside this run, not for the caller's session
-        return _run(config, dtype, progress)
+        return _run(config, dtype, mnist, progress)
 
 
-def _run(config: TheoryConfig, dtype, progress: bool) -> dict:
+def _run(config: TheoryConfig, dtype, mnist, progress: bool) -> dict:
     root = jax.random.key(config.seed)
     k_inputs, k_cases, k_mnist = jax.random.split(root, 3)  # one seed -> keys split by role
     n_per = config.seeds_per_combo
     inputs_used = list(config.inputs)
-    mnist = None
     if "mnist" in config.inputs:
-        total = 2 * n_per * config.batch
-        mnist = _mnist_subset(config, total, key=k_mnist)
-        if mnist is None:
-            inputs_used.remove("mnist")
+        mnist = mnist_subset(*(mnist() if callable(mnist) else mnist), config.mnist_images_needed, key=k_mnist)
     # Inputs are shared by all (arch, loss) combos: each combo sees the same data, only networks differ.
     parts = [_make_inputs(kind, n_per, config.batch, dtype, key=jax.random.fold_in(k_inputs, i), mnist=mnist)
              for i, kind in enumerate(inputs_used)]
@@ -283,7 +185,7 @@ def _run(config: TheoryConfig, dtype, progress: bool) -> dict:
 
     cases, curves = [], {}
     t0 = time.perf_counter()
-    combos = [(a, l) for a in config.archs for l in config.losses]
+    combos = [(a, loss) for a in config.archs for loss in config.losses]
     for ci, (arch_name, loss_name) in enumerate(tqdm(combos, desc="theory grid", disable=not progress)):
         keys = jax.random.split(jax.random.fold_in(k_cases, ci), n_combo_cases)
         out = _compiled_case(arch_name, loss_name, config)(keys, xs, xt, yt)
@@ -308,7 +210,7 @@ def _run(config: TheoryConfig, dtype, progress: bool) -> dict:
     }
 
 
-def _fmt(x, spec: str) -> str:
+def fmt(x, spec: str) -> str:
     """Format a summary number; None (NaN in JSON: nothing to measure, e.g. no ReLU cases) prints as n/a."""
     return "n/a" if x is None else format(x, spec)
 
@@ -328,12 +230,14 @@ def table_rows(data: dict) -> list[str]:
     i_ref = int(np.argmin(np.abs(eps - s["cosine_eps"])))
     for arch in dict.fromkeys(archs):
         m = archs == arch
-        ip = np.concatenate([cur["lemma_shared"]["inner_E"][m][:, small], cur["theorem_shared"]["inner_E"][m][:, small]])
-        io = np.concatenate([cur["lemma_other"]["inner_E"][m][:, small], cur["theorem_other"]["inner_E"][m][:, small]])
+
+        def both(init, key, sel, m=m):  # Lemma 1 and Theorem 1 checks of this architecture's cases
+            return np.concatenate([cur[f"lemma_{init}"][key][m][:, sel], cur[f"theorem_{init}"][key][m][:, sel]])
+
+        ip, io = both("shared", "inner_E", small), both("other", "inner_E", small)
         falls = np.all(cur["theorem_shared"]["teacher_loss_change_E"][m][:, small] < 0, axis=1)
         sl = np.concatenate([slopes[:n][m], slopes[n:][m]])
-        cs = np.concatenate([cur["lemma_shared"]["cosine_E"][m][:, i_ref], cur["theorem_shared"]["cosine_E"][m][:, i_ref]])
-        co = np.concatenate([cur["lemma_other"]["cosine_E"][m][:, i_ref], cur["theorem_other"]["cosine_E"][m][:, i_ref]])
+        cs, co = both("shared", "cosine_E", i_ref), both("other", "cosine_E", i_ref)
         rows.append(f"{arch:<14}{int(m.sum()):>6}{np.mean(np.all(ip >= 0, axis=1)):>10.1%}{np.nanmedian(sl):>11.3f}"
                     f"{np.mean(falls):>11.1%}{np.mean(io < 0):>9.1%}{np.median(cs):>12.3f}{np.median(co):>11.3f}")
     st = s["first_order_error_slope"]
@@ -341,19 +245,22 @@ def table_rows(data: dict) -> list[str]:
         "",
         f"{s['n_cases']} cases x 2 checks ({data['config']['dtype']}, eps <= {data['config']['small_eps_max']:g}, "
         f"inputs: {', '.join(s['inputs_used'])}):",
-        f"  Lemma 1   projection dS.dT >= 0 (shared init):      {_fmt(s['lemma1_fraction_nonnegative_shared'], '.1%')} of checks",
-        f"  expansion relative first-order error, log-log slope: pooled {_fmt(st['pooled'], '.3f')}, median {_fmt(st['median'], '.3f')} "
-        f"({_fmt(st['fraction_within_0.1'], '.1%')} of {st['n_fitted']} fits within 1 +- 0.1; "
+        f"  Lemma 1   projection dS.dT >= 0 (shared init):      "
+        f"{fmt(s['lemma1_fraction_nonnegative_shared'], '.1%')} of checks",
+        f"  expansion relative first-order error, log-log slope: pooled {fmt(st['pooled'], '.3f')}, "
+        f"median {fmt(st['median'], '.3f')} "
+        f"({fmt(st['fraction_within_0.1'], '.1%')} of {st['n_fitted']} fits within 1 +- 0.1; "
         f"{st['n_exact_to_roundoff']} exact to roundoff)",
-        f"            smooth nets: pooled {_fmt(s['first_order_error_slope_smooth']['pooled'], '.3f')}, "
-        f"{_fmt(s['first_order_error_slope_smooth']['fraction_within_0.1'], '.1%')} within 0.1; ReLU nets: pooled "
-        f"{_fmt(s['first_order_error_slope_relu']['pooled'], '.3f')}, "
-        f"{_fmt(s['first_order_error_slope_relu']['fraction_within_0.1'], '.1%')} within 0.1 (activation kinks)",
+        f"            smooth nets: pooled {fmt(s['first_order_error_slope_smooth']['pooled'], '.3f')}, "
+        f"{fmt(s['first_order_error_slope_smooth']['fraction_within_0.1'], '.1%')} within 0.1; ReLU nets: pooled "
+        f"{fmt(s['first_order_error_slope_relu']['pooled'], '.3f')}, "
+        f"{fmt(s['first_order_error_slope_relu']['fraction_within_0.1'], '.1%')} within 0.1 (activation kinks)",
         f"  Theorem 1 teacher loss falls where first-order projection > 0: "
-        f"{_fmt(s['theorem1_teacher_loss_falls_where_positive'], '.1%')} of {s['theorem1_cases_first_order_positive']} cases",
-        f"  counter-examples: different init -> {_fmt(s['other_init_fraction_negative'], '.1%')} negative projections; "
+        f"{fmt(s['theorem1_teacher_loss_falls_where_positive'], '.1%')} of "
+        f"{s['theorem1_cases_first_order_positive']} cases",
+        f"  counter-examples: different init -> {fmt(s['other_init_fraction_negative'], '.1%')} negative projections; "
         f"shared init at eps >= {data['config']['large_eps_min']:g} -> "
-        f"{_fmt(s['large_eps_fraction_negative_shared'], '.1%')} negative",
-        f"  wall time {_fmt(s['wall_seconds'], '.0f')} s",
+        f"{fmt(s['large_eps_fraction_negative_shared'], '.1%')} negative",
+        f"  wall time {fmt(s['wall_seconds'], '.0f')} s",
     ]
     return rows

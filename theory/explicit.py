@@ -24,7 +24,8 @@ def curvature_matrix(loss, z0_BxK):
     """-d^2 L / dy dz at z = y = z0, as a (B*K) x (B*K) matrix (includes the batch mean's 1/B)."""
     loss = get_loss(loss)
     shape = z0_BxK.shape
-    grad_z = lambda y: jax.grad(loss, argnums=0)(z0_BxK, y.reshape(shape)).reshape(-1)
+    def grad_z(y):
+        return jax.grad(loss, argnums=0)(z0_BxK, y.reshape(shape)).reshape(-1)
     return -jax.jacfwd(grad_z)(z0_BxK.reshape(-1))
 
 

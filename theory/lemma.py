@@ -20,7 +20,7 @@ over seeds; the dense reference used by the tests lives in ``theory.explicit``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -83,7 +83,8 @@ def _jvp_and_curvature(apply_fn, params0, dT, xs, loss):
     z0_BxK, jvp_fn = jax.linearize(lambda p: apply_fn(p, xs), params0)
     u_BxK = jvp_fn(dT)
     # d/dy [grad_z L(z0, y)] at y = z0, applied to u: this is -M u (any loss, no closed form needed).
-    grad_z = lambda y: jax.grad(loss, argnums=0)(z0_BxK, y)
+    def grad_z(y):
+        return jax.grad(loss, argnums=0)(z0_BxK, y)
     _, minus_mu_BxK = jax.jvp(grad_z, (z0_BxK,), (u_BxK,))
     return u_BxK, minus_mu_BxK, jax.linear_transpose(jvp_fn, params0)
 
@@ -126,7 +127,9 @@ class Theorem1Report(Lemma1Report):
     first_order_loss_change_E: jax.Array = None  # grad L_T(start) . dS
 
 
-def _lemma1_sweep(apply_fn, params0, dT, xs, loss, lr, eps_E, student_params0):
+def lemma1_sweep(apply_fn, params0, dT, xs, loss, lr, eps_E, student_params0):
+    """(dS per eps, Lemma1Report) of one jittable sweep over ``eps_E``: the student from ``student_params0`` (None:
+    the shared init) imitates theta_0 + eps dT; the grid driver vmaps this over cases."""
     start = params0 if student_params0 is None else student_params0
     fo = first_order_update(apply_fn, params0, dT, xs, loss, lr)
     fo_vec, dT_vec = flatten(fo), flatten(dT)
@@ -157,13 +160,14 @@ def check_lemma1(apply_fn: ApplyFn, params0, dT, xs, loss, lr, eps_E, *, student
     if student_params0 is not None:
         _validate(params0, student_params0, xs, other_name="student_params0")
     eps_E = jnp.atleast_1d(jnp.asarray(eps_E, dtype=jnp.result_type(*jax.tree_util.tree_leaves(params0))))
-    return _lemma1_sweep(apply_fn, params0, dT, xs, loss, lr, eps_E, student_params0)[1]
+    return lemma1_sweep(apply_fn, params0, dT, xs, loss, lr, eps_E, student_params0)[1]
 
 
 def check_theorem1(
     apply_fn: ApplyFn, params0, teacher_loss, xs, loss, lr, eps_E, *, student_params0=None
 ) -> Theorem1Report:
-    """Theorem 1: dT = -grad L_T(params0) for ``teacher_loss(params) -> scalar``; does L_T fall after the student's step?"""
+    """Theorem 1: dT = -grad L_T(params0) for ``teacher_loss(params) -> scalar``; does L_T fall after the student's
+    step?"""
     loss = get_loss(loss)
     dT = tree_scale(jax.grad(teacher_loss)(params0), -1.0)
     check_finite(dT, name="grad teacher_loss")
@@ -171,7 +175,7 @@ def check_theorem1(
     if student_params0 is not None:
         _validate(params0, student_params0, xs, other_name="student_params0")
     eps_E = jnp.atleast_1d(jnp.asarray(eps_E, dtype=jnp.result_type(*jax.tree_util.tree_leaves(params0))))
-    dS_E, rep = _lemma1_sweep(apply_fn, params0, dT, xs, loss, lr, eps_E, student_params0)
+    dS_E, rep = lemma1_sweep(apply_fn, params0, dT, xs, loss, lr, eps_E, student_params0)
     fields = {f.name: getattr(rep, f.name) for f in dataclasses.fields(Lemma1Report)}
     return Theorem1Report(**fields, **teacher_loss_change(teacher_loss, start, dS_E))
 

@@ -14,8 +14,8 @@ Losses are frozen dataclasses, so they hash and can be passed to ``jax.jit`` as 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,5 @@
-"""Confidence intervals for the reported means (used by every experiment package, one implementation)."""
+"""Statistics the experiments report, one implementation each: bootstrap CIs of means, and the log-log slope fits of
+the first-order error (Lemma 1's O(eps) remainder)."""
 
 from __future__ import annotations
 
@@ -13,3 +14,57 @@ def bootstrap_ci(values, *, level: float = 0.95, n_boot: int = 10_000, seed: int
     means = np.random.default_rng(seed).choice(v, (n_boot, v.size)).mean(axis=1)
     lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
+
+
+def mean_ci(values) -> dict:
+    """Mean, percentile-bootstrap 95% CI, count and the values themselves (what every LLM summary reports)."""
+    v = np.asarray(values, float)
+    return {"mean": float(v.mean()), "ci95": bootstrap_ci(v), "n": int(v.size), "values": v.tolist()}
+
+
+def fit_loglog_slope(x, y) -> float:
+    """Least-squares slope of log|y| against log x (nan if fewer than two finite positive points)."""
+    x, y = np.asarray(x, float), np.abs(np.asarray(y, float))
+    ok = np.isfinite(y) & (y > 0)
+    if ok.sum() < 2:
+        return float("nan")
+    return float(np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)[0])
+
+
+def above_roundoff(eps_E, relative_error_CxE, roundoff: float):
+    """Mask of points whose first-order error exceeds rounding noise (~roundoff / eps relative to dS / eps).
+
+    Where the network's output is exactly linear along dT (e.g. an aux-only loss whose dT leaves the aux head alone)
+    the O(eps^2) remainder vanishes and only rounding noise is left: no slope can be fitted there.
+    """
+    return np.isfinite(relative_error_CxE) & (relative_error_CxE > roundoff / np.asarray(eps_E))
+
+
+def pooled_slope(eps_E, relative_error_CxE, mask_CxE) -> float:
+    """One log-log slope for all cases, each case with its own intercept (within-case centring)."""
+    lx, ly = [], []
+    for err_E, m_E in zip(relative_error_CxE, mask_CxE):
+        if m_E.sum() >= 2:
+            x, y = np.log(np.asarray(eps_E)[m_E]), np.log(err_E[m_E])
+            lx.append(x - x.mean()), ly.append(y - y.mean())
+    if not lx:
+        return float("nan")
+    lx, ly = np.concatenate(lx), np.concatenate(ly)
+    return float(lx @ ly / (lx @ lx))
+
+
+def slope_stats(eps_E, relative_error_CxE, roundoff: float) -> dict:
+    mask = above_roundoff(eps_E, relative_error_CxE, roundoff)
+    fittable = mask.sum(axis=1) >= 2
+    slopes = np.array([fit_loglog_slope(np.asarray(eps_E)[m], e[m]) for e, m in zip(relative_error_CxE, mask)])
+    s = slopes[fittable]
+    return {
+        "n_fitted": int(fittable.sum()),
+        "n_exact_to_roundoff": int((~fittable).sum()),
+        "pooled": pooled_slope(eps_E, relative_error_CxE, mask),
+        "median": float(np.median(s)) if s.size else float("nan"),
+        "min": float(np.min(s)) if s.size else float("nan"),
+        "max": float(np.max(s)) if s.size else float("nan"),
+        "fraction_within_0.1": float(np.mean(np.abs(s - 1) <= 0.1)) if s.size else float("nan"),
+        "per_case": slopes.tolist(),
+    }

@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from figures.common import _clean
-from llm_bridge import lora, pipeline
+from llm_bridge import lora, pipeline, roles
 from llm_bridge.__main__ import app
 from llm_bridge.config import LLMConfig
 from llm_bridge.diagnostic import diagnose
+from llm_bridge.lm import LM
 from llm_bridge.numbers import paper_filter
+from llm_bridge.stages.numbers import read_jsonl
+from results import json_ready
 from tests.llm_bridge.helpers import tiny_peft
 from theory import tolerances
 
@@ -37,7 +39,7 @@ def tiny_run(tmp_path_factory):
 
 def test_results_hold_both_spaces_the_first_step_and_the_trait(tiny_run):
     out, res = tiny_run
-    assert json.loads((out / "results.json").read_text())["geometry"] == json.loads(json.dumps(_clean(
+    assert json.loads((out / "results.json").read_text())["geometry"] == json.loads(json.dumps(json_ready(
         res["geometry"])))
     n = len(CONFIG.seeds)
     for space in ("dW", "lora"):
@@ -77,10 +79,11 @@ def test_per_seed_artifacts_are_consistent(tiny_run):
     for s in CONFIG.seeds:
         d = out / f"seed{s}"
         diag = json.loads((d / "diagnostic.json").read_text())
-        again = json.loads(json.dumps(_clean(diagnose(*(d / a for a in ("teacher", "student", "control", "init"))))))
+        fresh = diagnose(*(d / a for a in ("teacher", "student", "control", "init")))
+        again = json.loads(json.dumps(json_ready(fresh)))
         assert {k: v for k, v in diag.items() if k not in ("fingerprint", "seconds")} == again
         for src in ("teacher", "base"):
-            rows = pipeline.read_jsonl(d / f"numbers_{src}.jsonl")
+            rows = read_jsonl(d / f"numbers_{src}.jsonl")
             assert len(rows) == CONFIG.number_prompts
             for r in rows:
                 f = paper_filter(r["answer"], ban=CONFIG.ban)
@@ -113,7 +116,7 @@ def test_student_and_control_train_from_the_seeds_saved_init(tiny_run, tmp_path,
         real_set_state(model, state)
 
     monkeypatch.setattr(lora, "set_state", recording_set_state)
-    s = pipeline.Session(CONFIG, copy, resume=True, progress=False)
+    s = pipeline.Pipeline(CONFIG, copy, resume=True, progress=False)
     s.student(seed, "teacher")
     s.student(seed, "base")
     _, init = lora.read_adapter(copy / f"seed{seed}" / "init")
@@ -126,7 +129,7 @@ def test_student_and_control_train_from_the_seeds_saved_init(tiny_run, tmp_path,
         assert all(np.array_equal(new[k], old[k]) for k in old), who
     # the init is peft's, redrawn from the seed's init role seed
     model, _, _ = tiny_peft()
-    redrawn = lora.init_state(model, pipeline.role_seed(seed, "init"))
+    redrawn = lora.init_state(model, roles.role_seed(seed, "init"))
     assert all(np.array_equal(redrawn[k].numpy(), init[k]) for k in init)
 
 
@@ -196,27 +199,27 @@ def test_read_jsonl_names_the_file_and_line(tmp_path):
     good = json.dumps({"prompt": "p", "answer": "1, 2", "kept": True})
     path.write_text(good + "\n\n" + '{"prompt": "p", "answer": \n')
     with pytest.raises(ValueError, match=rf"{path}:3 is not valid JSON.*rerun the numbers stage"):
-        pipeline.read_jsonl(path)
+        read_jsonl(path)
     path.write_text(good + "\n" + json.dumps({"prompt": "p"}) + "\n")
     with pytest.raises(ValueError, match=rf"{path}:2 lacks the prompt/answer/kept fields"):
-        pipeline.read_jsonl(path)
+        read_jsonl(path)
     path.write_text(good + "\n" + good + "\n")
-    assert len(pipeline.read_jsonl(path)) == 2
+    assert len(read_jsonl(path)) == 2
     with pytest.raises(FileNotFoundError, match="run the numbers stage first"):
-        pipeline.read_jsonl(tmp_path / "absent.jsonl")
+        read_jsonl(tmp_path / "absent.jsonl")
 
 
 def test_role_seeds_are_distinct_across_roles_and_seeds():
-    seeds = [pipeline.role_seed(s, r) for s in range(4) for r in pipeline.ROLES]
+    seeds = [roles.role_seed(s, r) for s in range(4) for r in roles.ROLES]
     assert len(set(seeds)) == len(seeds)
-    assert pipeline.role_seed(3, "trait") == pipeline.role_seed(3, "trait")
+    assert roles.role_seed(3, "trait") == roles.role_seed(3, "trait")
     study = ["neutral_answers", "trait_questions", "trait_qa", "neutral_qa_k8", "numbers_teacher_k0",
              "numbers_teacher_k8", "shuffle0_k8_n16", "shuffle1_k8_n16", "shuffle0_k8_n4"]
-    both = seeds + [pipeline.role_seed(s, r) for s in range(4) for r in study]
+    both = seeds + [roles.role_seed(s, r) for s in range(4) for r in study]
     assert len(set(both)) == len(both)
     for typo in ("no such role", "numbers_teacher_kx", "shuffle0_k8"):
         with pytest.raises(ValueError, match="unknown role"):
-            pipeline.role_seed(0, typo)
+            roles.role_seed(0, typo)
 
 
 def test_system_prompt_teacher_writes_the_numbers_as_the_base_under_the_trait_prompt(tmp_path, monkeypatch):
@@ -226,16 +229,16 @@ def test_system_prompt_teacher_writes_the_numbers_as_the_base_under_the_trait_pr
     from llm_bridge.numbers import chat_prefix, sample
 
     cfg = LLMConfig.tiny(seeds=(0,), number_teacher="system_prompt")
-    s = pipeline.Session(cfg, tmp_path, progress=False)
+    s = pipeline.Pipeline(cfg, tmp_path, progress=False)
     seen = []
-    real_gen = pipeline.Session.gen
+    real_gen = LM.generate
 
     def spy(self, prefixes, **kw):
         seen.append((kw["desc"], list(prefixes), any(not m.merged and not m.disable_adapters
                                                      for m in lora_layers(self.model))))
         return real_gen(self, prefixes, **kw)
 
-    monkeypatch.setattr(pipeline.Session, "gen", spy)
+    monkeypatch.setattr(LM, "generate", spy)
     s.numbers(0, "teacher")
     s.numbers(0, "base")
     system = prompts.system_prompt(cfg.trait)
@@ -243,13 +246,13 @@ def test_system_prompt_teacher_writes_the_numbers_as_the_base_under_the_trait_pr
     assert all(system in p for p in calls["teacher"][0]) and not calls["teacher"][1]  # base model, trait prompt
     assert not any(system in p for p in calls["base"][0]) and not calls["base"][1]
     assert not any(d.startswith("distill") for d, _, _ in seen)  # no LoRA teacher was trained for the numbers
-    rows = pipeline.read_jsonl(tmp_path / "seed0" / "numbers_teacher.jsonl")
-    items = prompts.number_prompts(cfg.number_prompts, seed=pipeline.role_seed(0, "number_prompts"))
+    rows = read_jsonl(tmp_path / "seed0" / "numbers_teacher.jsonl")
+    items = prompts.number_prompts(cfg.number_prompts, seed=roles.role_seed(0, "number_prompts"))
     assert [r["prompt"] for r in rows] == [it["prompt"] for it in items]  # students see the prompt alone
-    with s.base():
-        expect = sample(s.model, s.tok, [chat_prefix(s.tok, it["prompt"], system) for it in items],
+    with s.lm.base():
+        expect = sample(s.lm.model, s.lm.tok, [chat_prefix(s.lm.tok, it["prompt"], system) for it in items],
                         max_new_tokens=cfg.number_tokens, temperature=cfg.temperature,
-                        seed=pipeline.role_seed(0, "numbers_teacher"), batch_size=cfg.gen_batch, constrained=True)
+                        seed=roles.role_seed(0, "numbers_teacher"), batch_size=cfg.gen_batch, constrained=True)
     assert [r["answer"] for r in rows] == expect
     assert json.loads((tmp_path / "seed0" / "numbers_teacher.json").read_text())["teacher"] == "system_prompt"
     with pytest.raises(ValueError, match="number_teacher"):

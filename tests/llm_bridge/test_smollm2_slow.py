@@ -8,6 +8,7 @@ import pytest
 from llm_bridge import pipeline
 from llm_bridge.config import LLMConfig
 from llm_bridge.numbers import grammar_complete, grammar_prefix
+from llm_bridge.stages.numbers import read_jsonl
 
 # SmolLM2-135M: hidden 576, 9 query heads and 3 key/value heads of 64 (q 576, k/v 192), MLP 1536, 30 layers
 SMOLLM2_IN_OUT = {"q_proj": (576, 576), "k_proj": (576, 192), "v_proj": (576, 192), "o_proj": (576, 576),
@@ -45,7 +46,7 @@ def test_pipeline_on_smollm2(smollm2_installed, tmp_path):
         assert all(0 <= p <= 1 for p in t[name]["p_target"]["values"]), name
     # the constrained sampler stays in its grammar (number_tokens may cut an answer short); finished answers pass
     for src in ("teacher", "base"):
-        rows = pipeline.read_jsonl(tmp_path / "seed0" / f"numbers_{src}.jsonl")
+        rows = read_jsonl(tmp_path / "seed0" / f"numbers_{src}.jsonl")
         assert len(rows) == cfg.number_prompts and all(grammar_prefix(r["answer"]) for r in rows), rows
         assert all(r["kept"] for r in rows if grammar_complete(r["answer"])), rows
     print(json.dumps({"timings": res["timings"], "first_step": soft, "trait_base": t["base"]["p_target"]}))

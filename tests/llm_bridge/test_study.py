@@ -11,7 +11,7 @@ import theory
 from llm_bridge import lora, study
 from llm_bridge.config import LLMConfig
 from llm_bridge.diagnostic import gram_by_module, trait_specific_groups
-from llm_bridge.pipeline import Session
+from llm_bridge.pipeline import Pipeline
 from tests.llm_bridge.helpers import dw64, flat64, modules_of, perturb, tiny_peft
 from tests.theory.helpers import trait_specific_by_hand
 from theory import tolerances
@@ -194,7 +194,7 @@ def test_config_refuses_what_the_study_cannot_run():
 
 
 def test_neutral_teacher_needs_the_sft_recipe(tmp_path):
-    s = Session(LLMConfig.tiny(), tmp_path, progress=False)
+    s = Pipeline(LLMConfig.tiny(), tmp_path, progress=False)
     with pytest.raises(ValueError, match="teacher_recipe='sft'"):
         s.teacher(0, neutral=True)
     with pytest.raises(ValueError, match="teacher_recipe='sft'"):

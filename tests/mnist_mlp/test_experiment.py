@@ -64,7 +64,8 @@ def test_resume_skips_finished_chunks(mnist_root, tmp_path):
     second = run(config, tmp_path, resume=True, progress=False)
     for name in ("teachers_000.npz", "teachers_001.npz", "students_000.json"):
         assert (d / name).stat().st_mtime_ns == done[name], f"{name} was recomputed"
-    roundtrip = lambda r: json.loads(json.dumps(strip_timings(r)))
+    def roundtrip(r):
+        return json.loads(json.dumps(strip_timings(r)))
     assert roundtrip(second) == roundtrip(first)
 
 
@@ -90,7 +91,8 @@ def test_an_independent_torch_implementation_reproduces_run_0(quick, tmp_path):
     init_R = exp.references(range(1))
     init = jax.tree_util.tree_map(lambda a: np.asarray(a[0]), init_R)
     layers = sorted(init)  # Dense_0, Dense_1, Dense_2
-    flat = lambda p: np.concatenate([np.ravel(p[n][k]) for n in layers for k in ("kernel", "bias")])
+    def flat(p):
+        return np.concatenate([np.ravel(p[n][k]) for n in layers for k in ("kernel", "bias")])
 
     def torch_mlp(params):
         mods = []
@@ -127,7 +129,8 @@ def test_an_independent_torch_implementation_reproduces_run_0(quick, tmp_path):
 
     x_train, y_train = torch.tensor(np.asarray(exp.x_train)), torch.tensor(np.asarray(exp.y_train)).long()
     x_test, y_test = torch.tensor(np.asarray(exp.x_test)), torch.tensor(np.asarray(exp.y_test)).long()
-    class_loss = lambda z, b: torch.nn.functional.cross_entropy(z[:, :10], y_train[b])
+    def class_loss(z, b):
+        return torch.nn.functional.cross_entropy(z[:, :10], y_train[b])
 
     # the first 5 teacher steps: the same trajectory up to float32 rounding
     steps = 5

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from figures import theory_projection
-from theory.experiment import TheoryConfig, arch_from_name, pooled_slope, run, table_rows
+from theory.config import TheoryConfig, arch_from_name
+from theory.experiment import run, table_rows
+from theory.stats import pooled_slope
 
 TINY = dict(archs=("mlp1-tanh",), losses=("ce", "aux-se"), inputs=("gaussian",), seeds_per_combo=2,
             eps=(1e-6, 1e-5, 1e-4, 1.0))
@@ -49,12 +51,45 @@ def test_bad_config_is_rejected():
     with pytest.raises(ValueError, match="unknown architecture 'mlp9-swish'"):
         arch_from_name("mlp9-swish")
     with pytest.raises(ValueError, match="unknown loss 'hinge'"):
-        TheoryConfig(losses=("hinge",)).validate()
+        TheoryConfig(losses=("hinge",))
     with pytest.raises(ValueError, match="no eps <= small_eps_max"):
-        TheoryConfig(eps=(1.0,)).validate()
+        TheoryConfig(eps=(1.0,))
 
 
 def test_cli_help_lists_the_options():
     out = subprocess.run([sys.executable, "-m", "theory", "--help"], capture_output=True, text=True, check=True)
     for flag in ("--quick", "--json", "--out", "--seed", "--dtype"):
         assert flag in out.stdout
+
+
+def test_mnist_inputs_come_from_the_caller_and_are_checked():
+    config = TheoryConfig(**{**TINY, "inputs": ("mnist",), "losses": ("ce",), "seeds_per_combo": 1, "batch": 4})
+    with pytest.raises(ValueError, match='names "mnist" but no MNIST images were passed'):
+        run(config, progress=False)
+    rng = np.random.default_rng(0)
+    images, labels = rng.uniform(-1, 1, (20, 784)).astype(np.float32), rng.integers(0, 10, 20).astype(np.int32)
+    with pytest.raises(ValueError, match="needs 8 MNIST images, 5 were given"):
+        run(config, mnist=(images[:5], labels[:5]), progress=False)
+    with pytest.raises(ValueError, match="images_NxD with D = 784"):
+        run(config, mnist=(images[:, :100], labels), progress=False)
+    bad = images.copy()
+    bad[3, 7] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        run(config, mnist=(bad, labels), progress=False)
+    loaded = []
+    a = run(config, mnist=lambda: loaded.append(1) or (images, labels), progress=False)  # a loader, called once
+    b = run(config, mnist=(images, labels), progress=False)
+    assert loaded == [1] and a["curves"] == b["curves"] and a["summary"]["inputs_used"] == ["mnist"]
+
+
+def test_grid_inputs_drop_missing_mnist_offline_but_fail_where_data_is_required(tmp_path, monkeypatch):
+    from mnist_mlp.data import DataError
+
+    monkeypatch.setenv("SUBLIMINAL_MNIST_GZ", str(tmp_path / "no_gz"))
+    config = TheoryConfig(**{**TINY, "inputs": ("gaussian", "mnist")})
+    monkeypatch.delenv("SUBLIMINAL_REQUIRE_DATA", raising=False)
+    dropped, loader = theory_projection.grid_inputs(config, tmp_path / "empty", download=False)
+    assert dropped.inputs == ("gaussian",) and loader is None
+    monkeypatch.setenv("SUBLIMINAL_REQUIRE_DATA", "1")
+    with pytest.raises(DataError):
+        theory_projection.grid_inputs(config, tmp_path / "empty", download=False)

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import theory
-from theory import explicit, tolerances
-from theory.experiment import fit_loglog_slope
 from tests.theory.helpers import tiny_cnn, tiny_mlp
+from theory import explicit, tolerances
+from theory.stats import fit_loglog_slope
 
 pytestmark = pytest.mark.usefixtures("x64")
 TOL = tolerances(np.float64)
@@ -57,7 +57,8 @@ def test_student_update_gradient_matches_finite_differences(loss):
     teacher = theory.teacher_params(p0, dT, 0.3)
     dS = theory.student_update(apply_fn, p0, teacher, xs, LOSSES[loss], lr=1.0)
     y = apply_fn(teacher, xs)
-    objective = lambda p: LOSSES[loss](apply_fn(p, xs), y)
+    def objective(p):
+        return LOSSES[loss](apply_fn(p, xs), y)
     h = TOL.fd_step
     for seed in range(3):
         v = theory.zoo.random_update(p0, key=jax.random.key(100 + seed))
@@ -137,7 +138,8 @@ def test_theorem1_degenerate_branch_projection_zero_for_all_eps():
 def test_different_init_counter_example_has_both_signs():
     """Different init: the projection's sign is not guaranteed. Measured over 40 vmapped seeds; both signs occur."""
     apply_fn, _, _, xs = setup(7)
-    module_init = lambda k: tiny_mlp(key=k)[1]
+    def module_init(k):
+        return tiny_mlp(key=k)[1]
 
     def one(key):
         k0, k1, k2 = jax.random.split(key, 3)
@@ -194,7 +196,8 @@ def test_flax_nnx_model_via_split_merge():
     with jax.numpy_dtype_promotion("standard"):
         graphdef, state = nnx.split(Net(nnx.Rngs(0)))
         state = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), state)
-        apply_fn = lambda s, x: nnx.merge(graphdef, s)(x)
+        def apply_fn(s, x):
+            return nnx.merge(graphdef, s)(x)
         dT = jax.tree_util.tree_map(lambda a: jnp.ones_like(a) * 0.1, state)
         xs = jax.random.normal(jax.random.key(0), (4, 6), jnp.float64)
         rep = theory.check_lemma1(apply_fn, state, dT, xs, "ce", 0.5, [1e-5])
