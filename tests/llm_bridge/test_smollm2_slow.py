@@ -35,9 +35,13 @@ def test_pipeline_on_smollm2(smollm2_installed, tmp_path):
     assert set(soft) == {str(e) for e in cfg.first_step_eps}
     assert all(v["fraction_nonnegative"] == 1.0 and v["n"] == 1 for v in soft.values()), soft
     # geometry in both spaces
+    diag = json.loads((tmp_path / "seed0" / "diagnostic.json").read_text())
     for space in ("dW", "lora"):
         for who in ("student", "control"):
-            assert all(-1 <= c <= 1 for c in res["geometry"][space][who]["cos"]["values"])
+            g = diag[space]["overall"][who]  # the summary's value, and the cosine from its own parts
+            assert res["geometry"][space][who]["cos"]["values"] == [g["cos"]]
+            assert g["norm"] > 0 and g["norm_reference"] > 0
+            assert abs(g["cos"] - g["inner"] / (g["norm"] * g["norm_reference"])) <= 1e-4 * max(abs(g["cos"]), 1e-6)
     # the trait: the real tokenizer scores "owl" (one token) and the base model gives it some probability
     t = res["trait"]
     assert "owl" in t["scored_animals"]
@@ -69,11 +73,15 @@ def test_study_on_smollm2(smollm2_installed, tmp_path):
     assert [(c["k"], c["n"]) for c in res["cells"]] == [(0, 2), (2, 2)]
     for cell in res["cells"]:
         for space in ("dW", "lora"):
-            assert -1 <= cell[space]["cos_teacher_neutral"]["real"]["mean"] <= 1
             assert len(cell[space]["layer"]) == SMOLLM2_LAYERS
     d = tmp_path / "seed0"
     geo = json.loads((d / "study_geometry_k2_n2.json").read_text())
     names = geo["gram"]["names"]
+    # cos(dT, dN) in dW space from the summed per-module Gram matrices, by hand (dW of the init is 0)
+    t, nn = names.index("teacher_k2"), names.index("neutral_k2")
+    total = sum(np.asarray(g) for g in geo["gram"]["dW"].values())
+    by_hand = total[t, nn] / np.sqrt(total[t, t] * total[nn, nn])
+    np.testing.assert_allclose(res["cells"][1]["dW"]["cos_teacher_neutral"]["real"]["values"], [by_hand], rtol=1e-6)
     trees = {n: module_tree(lora.read_adapter(d / n)[1]) for n in names}
     s = cfg.llm.lora_alpha / cfg.llm.lora_r
     for m in [k for k in geo["gram"]["dW"] if k.endswith(("layers.0.self_attn.k_proj", "layers.29.mlp.down_proj"))]:

@@ -83,8 +83,15 @@ def test_study_json_structure_and_trait(tiny_study):
                 assert np.isfinite(v["real"]["values"]).all()
             assert list(cell[space]["layer"]) == ["0", "1"]
         for role in ("teacher", "neutral", "student", "control", "shuffle0a", "shuffle0b"):
-            assert 0 <= cell["trait"][role]["p_target"]["mean"] <= 1
-            assert 0 <= cell["trait"][role]["top_share"]["mean"] <= 1
+            # the cell's numbers are its seeds' trait files, read the long way: P(owl) column, argmax share
+            raw = [json.loads((out / f"seed{s}" / f"study_trait_k{cell['k']}_n{cell['n']}.json").read_text())
+                   ["models"][role] for s in CONFIG.llm.seeds]
+            col = [m["animals"].index(CONFIG.llm.trait) for m in raw]
+            p = [float(np.mean(np.asarray(m["p_QxA"])[:, j])) for m, j in zip(raw, col)]
+            top = [float(np.mean(np.argmax(m["p_QxA"], 1) == j)) for m, j in zip(raw, col)]
+            np.testing.assert_allclose(cell["trait"][role]["p_target"]["values"], p, rtol=1e-12)
+            np.testing.assert_allclose(cell["trait"][role]["top_share"]["values"], top, rtol=1e-12)
+            assert all(0 < v < 1 for v in p)  # a real probability of a scored animal: never exactly 0 or 1
     assert set(res["base_trait"]) == {"base", "base+system_prompt"}
 
 

@@ -24,7 +24,10 @@ def test_tiny_grid_meets_the_acceptance_numbers(tmp_path):
     assert s["lemma1_fraction_nonnegative_shared"] == 1.0
     assert abs(s["first_order_error_slope"]["pooled"] - 1.0) <= 0.1
     assert s["theorem1_teacher_loss_falls_where_positive"] == 1.0
-    assert 0.0 <= s["other_init_fraction_negative"] <= 1.0
+    # the different-init control has no guarantee: its projections take both signs, and the summary counts them
+    other = np.concatenate([np.asarray(data["curves"][g]["inner_E"])[:, :3] for g in ("lemma_other", "theorem_other")])
+    assert s["other_init_fraction_negative"] == np.mean(other < 0)
+    assert 0.0 < s["other_init_fraction_negative"] < 1.0
     assert png.exists() and png.stat().st_size > 10_000
     assert json.loads(jp.read_text())["summary"] == s  # the PNG was drawn from this JSON
     rows = table_rows(data)

@@ -97,11 +97,25 @@ def test_losses_hash_for_jit_static_args():
     assert hash(theory.squared_error(weights=[1, 0])) == hash(theory.squared_error(weights=(1.0, 0.0)))
 
 
-@pytest.mark.parametrize("name", ["ce", "kl", "se", "softmax_cross_entropy", "squared_error", "kl_divergence"])
-def test_get_loss_by_name(name):
+@pytest.mark.parametrize("name,cls", [("ce", theory.SoftmaxCrossEntropy), ("softmax_cross_entropy",
+                                       theory.SoftmaxCrossEntropy), ("kl", theory.KLDivergence),
+                                      ("kl_divergence", theory.KLDivergence), ("se", theory.SquaredError),
+                                      ("squared_error", theory.SquaredError)])
+def test_get_loss_by_name(name, cls, x64):
+    """Each name gives its class, and its value at z = y is the one the definition gives: the teacher's entropy for
+    CE (by hand), 0 for KL and SE; at another z, KL = CE - entropy and SE = the sum of squares (by hand)."""
     loss = theory.get_loss(name)
-    y = jnp.ones((2, 4))
-    assert float(loss(y, y)) == pytest.approx(0.0, abs=1e-12) or name in ("ce", "softmax_cross_entropy")
+    assert type(loss) is cls
+    y = jnp.array([[1.0, 2.0, 0.5, -1.0], [0.0, 0.0, 3.0, 1.0]])
+    z = y + jnp.array([[0.3, -0.2, 0.0, 1.0], [0.5, 0.5, -1.0, 0.0]])
+    p = np.exp(np.asarray(y)) / np.exp(np.asarray(y)).sum(-1, keepdims=True)
+    entropy = float(-(p * np.log(p)).sum(-1).mean())
+    ce_z = float(-(p * (np.asarray(z) - np.log(np.exp(np.asarray(z)).sum(-1, keepdims=True)))).sum(-1).mean())
+    expect_at_y = {theory.SoftmaxCrossEntropy: entropy, theory.KLDivergence: 0.0, theory.SquaredError: 0.0}[cls]
+    expect_at_z = {theory.SoftmaxCrossEntropy: ce_z, theory.KLDivergence: ce_z - entropy,
+                   theory.SquaredError: float(((np.asarray(z) - np.asarray(y)) ** 2).sum(-1).mean())}[cls]
+    assert float(loss(y, y)) == pytest.approx(expect_at_y, rel=1e-12, abs=1e-12)
+    assert float(loss(z, y)) == pytest.approx(expect_at_z, rel=1e-12)
 
 
 def test_bad_loss_inputs_raise_clear_errors():
