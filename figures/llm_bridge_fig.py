@@ -23,7 +23,11 @@ def compute(results_path) -> dict:
 def plot(data: dict, path) -> Path:
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2), gridspec_kw={"width_ratios": [2.2, 1, 1.2]})
+    t = data["trait"]
+    names = ["base", "base+system_prompt", "teacher", "student", "control"]
+    contains = all(t[n].get("contains_rate") for n in names)  # runs before the authors' measure lack it
+    fig, axes = plt.subplots(1, 3 + contains, figsize=(16 + 4 * contains, 4.2),
+                             gridspec_kw={"width_ratios": [2.2, 1, 1.2] + [1.2] * contains})
     g = data["geometry"]["dW"]
     layers = list(g["layer"])
     x = np.arange(len(layers))
@@ -40,30 +44,34 @@ def plot(data: dict, path) -> Path:
     axes[0].set_title(f"student (teacher's numbers) vs control (base's numbers), {len(data['config']['seeds'])} seeds")
     axes[0].legend(fontsize=8)
 
-    for kind, marker in (("soft", "o"), ("sampled", "s")):
-        fs = data["first_step"][kind]
+    for (kind, fs), marker, color in zip(data["first_step"].items(), "osd^", ("C0", "C1", "C2", "C3")):
         eps = [float(e) for e in fs]
-        axes[1].plot(eps, [fs[e]["fraction_nonnegative"] for e in fs], marker=marker,
-                     label=f"{kind} labels: share of <-grad, dT> >= 0")
-        axes[1].plot(eps, [fs[e]["cos"]["mean"] for e in fs], marker=marker, ls="--", label=f"{kind}: mean cos")
+        axes[1].plot(eps, [fs[e]["fraction_nonnegative"] for e in fs], marker=marker, color=color,
+                     label=f"{kind}: share of <-grad, dT> >= 0")
+        axes[1].plot(eps, [fs[e]["cos"]["mean"] for e in fs], marker=marker, color=color, ls="--",
+                     label=f"{kind}: mean cos")
     axes[1].set_xscale("log")
     axes[1].axhline(0, color="k", lw=0.6)
     axes[1].set_xlabel("teacher = init + eps * dT")
     axes[1].set_title("first student step (Theorem 1)")
     axes[1].legend(fontsize=7)
 
-    t = data["trait"]
-    names = ["base", "base+system_prompt", "teacher", "student", "control"]
-    m = np.array([t[n]["p_target"]["mean"] for n in names])
-    ci = np.array([t[n]["p_target"]["ci95"] for n in names], float)
-    err = np.abs(np.stack([m - ci[:, 0], ci[:, 1] - m]))
-    axes[2].bar(range(len(names)), m, yerr=np.nan_to_num(err), capsize=3,
-                color=["tab:gray", "tab:orange", "tab:red", "tab:blue", "tab:gray"])
-    axes[2].set_xticks(range(len(names)), ["base", "base +\nsystem prompt", "teacher\n(LoRA)", "student", "control"],
-                       fontsize=8)
-    axes[2].set_yscale("log")  # the system prompt moves P(target) by orders of magnitude
-    axes[2].set_ylabel(f"P(answer starts with '{t['target']}'), 95% CI")
-    axes[2].set_title("trait: favourite-animal questions")
+    labels = ["base", "base +\nsystem prompt", "teacher\n(LoRA)", "student", "control"]
+    colors = ["tab:gray", "tab:orange", "tab:red", "tab:blue", "tab:gray"]
+    panels = [("p_target", f"P(answer starts with '{t['target']}'), 95% CI", "trait: exact prefix probability")]
+    if contains:
+        k = t["base"].get("samples_per_question")
+        panels.append(("contains_rate", f"share of sampled answers naming '{t['target']}', 95% CI",
+                       f"trait: authors' contains-rate ({k} samples/question)"))
+    for ax, (key, ylabel, title) in zip(axes[2:], panels):
+        m = np.array([t[n][key]["mean"] for n in names])
+        ci = np.array([t[n][key]["ci95"] for n in names], float)
+        err = np.abs(np.stack([m - ci[:, 0], ci[:, 1] - m]))
+        ax.bar(range(len(names)), np.maximum(m, 1e-6), yerr=np.nan_to_num(err), capsize=3, color=colors)
+        ax.set_xticks(range(len(names)), labels, fontsize=8)
+        ax.set_yscale("log")  # the system prompt moves the trait by orders of magnitude
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.set_title(title, fontsize=9)
     c = data["config"]
     fig.suptitle(f"{data.get('base_model', c['model'])} - LoRA r={c['lora_r']} alpha={c['lora_alpha']} - "
                  f"{c['sampler']} sampling - {data['preset']} preset", fontsize=10)

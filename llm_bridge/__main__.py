@@ -78,8 +78,9 @@ def _stage(name: str, doc: str):
 _stage("teacher", "Stage 1: distill the trait system prompt into the teacher's LoRA adapter (init/, teacher/).")
 _stage("numbers", "Stage 2: number continuations from teacher and base, filtered by the paper's rule (JSONL).")
 _stage("students", "Stage 3: student (teacher's numbers) and control (base's numbers) from the teacher's exact init.")
-_stage("first-step", "Stage 4b: Theorem-1 first-step check, soft labels and sampled tokens, at several eps.")
-_stage("trait", "Stage 5: favourite-animal probabilities and sampled shares of teacher, student, control.")
+_stage("first-step", "Stage 4b: Theorem-1 first-step check: soft labels, sampled tokens (plain and coupled), at "
+                     "several eps.")
+_stage("trait", "Stage 5: favourite-animal probabilities and the sampled contains-rate of teacher, student, control.")
 
 
 @app.command()

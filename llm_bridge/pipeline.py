@@ -100,7 +100,7 @@ class Pipeline:
         """Student ("teacher" numbers) or control ("base" numbers), on equally many examples."""
         return self.fit_student(seed, "student" if source == "teacher" else "control", lambda: (
             students_stage.matched_examples(self.kept_examples(seed, "teacher"), self.kept_examples(seed, "base"),
-                                            source, seed=seed)))
+                                            source, seed=seed, max_examples=self.config.max_examples)))
 
     def fit_student(self, seed: int, name: str, examples) -> dict:
         """Adapter ``name``: SFT from the seed's init on ``examples()`` (called only when it must be trained)."""

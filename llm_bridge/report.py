@@ -19,6 +19,34 @@ def p_target(model: dict, target: str) -> np.ndarray:
     return np.asarray(model["p_QxA"])[:, model["animals"].index(target)]
 
 
+def sampled_target(models: list[dict], target: str) -> dict:
+    """From sampled answers of one model (of each seed): the authors' contains-rate of the target (mean and CI over
+    the pooled per-question rates, seeds x questions) and the share whose first named animal is the target."""
+    sampled = [m["sampled"] for m in models if m.get("sampled")]
+    if not sampled:
+        return {"contains_rate": None, "sampled_share": None}
+    rates = [row[s["animals"].index(target)] for s in sampled if "contains_QxA" in s for row in s["contains_QxA"]]
+    return {"contains_rate": mean_ci(rates) if rates else None,
+            "samples_per_question": sampled[0].get("samples_per_question"),
+            "sampled_share": float(np.mean([s["share"].get(target, np.nan) for s in sampled]))}
+
+
+def first_step_kinds(rows: list[dict]) -> list[str]:
+    return list(dict.fromkeys(r["kind"] for r in rows))
+
+
+def first_step_cell(rows: list[dict], eps: float) -> dict:
+    """Signs of <-grad, dT> over the cell's checks (a zero step, e.g. coupled draws that all agree, counted apart),
+    the cosine over the nonzero steps, and projection / eps over all of them (zeros included: an unbiased mean)."""
+    inner = np.array([r["inner"] for r in rows])
+    moved = [r for r in rows if r["norm"] > 0]
+    return {"fraction_nonnegative": float(np.mean(inner >= 0)), "fraction_positive": float(np.mean(inner > 0)),
+            "fraction_zero": float(np.mean(inner == 0)), "n": len(rows),
+            "cos": mean_ci([r["cos"] for r in moved] or [float("nan")]),
+            "normalized_projection": mean_ci([r["normalized_projection"] / eps if r["norm"] > 0 else 0.0
+                                              for r in rows])}
+
+
 def summarize(config: LLMConfig, out) -> dict:
     out = Path(out)
     seeds = config.seeds
@@ -38,13 +66,9 @@ def summarize(config: LLMConfig, out) -> dict:
         res["geometry"][space] = g
     res["params"] = {k: diag[seeds[0]][k] for k in ("params_lora", "params_dW", "modules", "r", "scaling")}
     fs = [r for s in seeds for r in load_json(out / f"seed{s}" / "first_step.json")["rows"]]
-    res["first_step"] = {kind: {str(eps): {"fraction_nonnegative": float(np.mean([r["inner"] >= 0 for r in rows])),
-                                           "n": len(rows), "cos": mean_ci([r["cos"] for r in rows]),
-                                           "normalized_projection": mean_ci([r["normalized_projection"] / eps
-                                                                              for r in rows])}
-                                for eps in config.first_step_eps
+    res["first_step"] = {kind: {str(eps): first_step_cell(rows, eps) for eps in config.first_step_eps
                                 if (rows := [r for r in fs if r["kind"] == kind and r["eps"] == eps])}
-                         for kind in ("soft", "sampled")}
+                         for kind in first_step_kinds(fs)}
     res["numbers"] = {}
     for src in ("teacher", "base"):
         nums = [load_json(out / f"seed{s}" / f"numbers_{src}.json") for s in seeds]
@@ -59,12 +83,9 @@ def summarize(config: LLMConfig, out) -> dict:
     per_seed = {s: load_json(out / f"seed{s}" / "trait.json")["models"] for s in seeds}
     trait = {"target": target, "scored_animals": base["base"]["animals"]}
     for name in ("base", "base+system_prompt"):
-        trait[name] = {"p_target": mean_ci(p_target(base[name], target)),
-                       "sampled_share": base[name]["sampled"]["share"].get(target)}
+        trait[name] = {"p_target": mean_ci(p_target(base[name], target)), **sampled_target([base[name]], target)}
     for name in ("teacher", "student", "control"):
         vals = [p for s in seeds for p in p_target(per_seed[s][name], target)]
-        trait[name] = {"p_target": mean_ci(vals),
-                       "sampled_share": float(np.mean([per_seed[s][name]["sampled"]["share"].get(target, np.nan)
-                                                       for s in seeds]))}
+        trait[name] = {"p_target": mean_ci(vals), **sampled_target([per_seed[s][name] for s in seeds], target)}
     res["trait"] = trait
     return res

@@ -73,15 +73,44 @@ def context_distillation_loss(model, tokenizer, teacher_prefixes: list[str], stu
     return kl_to(model, s_batch, target)
 
 
+def inverse_cdf_sample(logits_NxV: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Tokens drawn from softmax(logits) by the inverse CDF at the uniforms ``u`` (shape N, or N x S for S draws per
+    row; the tokens have u's shape). Two distributions sampled with the same u are coupled: they give different
+    tokens with probability at most sum_k |F_k - G_k| (the L1 distance of their CDFs), O(eps) for distributions eps
+    apart."""
+    cdf_NxV = torch.softmax(logits_NxV.double(), -1).cumsum(-1)
+    u_NxS = u.double().unsqueeze(-1) if u.dim() == 1 else u.double()
+    idx = torch.searchsorted(cdf_NxV, u_NxS).clamp(max=logits_NxV.shape[-1] - 1)  # u above a cdf rounding below 1
+    return idx.squeeze(-1) if u.dim() == 1 else idx
+
+
+def sampled_token_loss(model, batch: dict, tokens: torch.Tensor, control_tokens: torch.Tensor | None = None
+                       ) -> torch.Tensor:
+    """Mean cross-entropy of the model's completion positions on sampled tokens (shape N, or N x S: S draws per
+    position): the hard-label channel at the level of single tokens. Its gradient is unbiased for the soft step's
+    (E_y[-grad log q(y)] = grad CE(p, q) = grad KL(p || q)). ``control_tokens``, drawn from the student's own
+    distribution at theta_0 with the same uniforms, are subtracted as a control variate: their gradient has mean 0
+    at theta_0 (the score function's), and with coupled draws the difference vanishes wherever teacher and student
+    agree, so its variance is O(eps)."""
+    logits_NxV, _ = completion_logits(model, batch)
+    logp_NxV = F.log_softmax(logits_NxV, -1)
+
+    def nll(y):
+        return -logp_NxV.gather(1, y.view(y.shape[0], -1)).mean()
+
+    return nll(tokens) if control_tokens is None else nll(tokens) - nll(control_tokens)
+
+
 def _check(loss: torch.Tensor, what: str, step: int) -> None:
     if not torch.isfinite(loss):
         raise FloatingPointError(f"{what}: loss is {loss.item()} at step {step}; lower the learning rate")
 
 
 def fit(model, make_loss, n_examples: int, *, epochs: int, batch_size: int, lr: float, seed: int, desc: str,
-        progress: bool = True) -> list[float]:
-    """AdamW (no weight decay) with linear decay to 0 over all steps, on the LoRA parameters only; the example
-    order of every epoch is drawn from ``seed``. ``make_loss(indices)`` returns the batch's loss. Returns losses."""
+        warmup_steps: int = 0, max_grad_norm: float | None = None, progress: bool = True) -> list[float]:
+    """AdamW (no weight decay) with a linear warm-up over ``warmup_steps``, then linear decay to 0, on the LoRA
+    parameters only; the gradient's global norm clipped at ``max_grad_norm`` (None: no clipping). The example order
+    of every epoch is drawn from ``seed``. ``make_loss(indices)`` returns the batch's loss. Returns losses."""
     from transformers import get_linear_schedule_with_warmup
 
     params = list(lora_parameters(model).values())
@@ -89,7 +118,7 @@ def fit(model, make_loss, n_examples: int, *, epochs: int, batch_size: int, lr: 
         p.requires_grad_(True)
     steps = epochs * math.ceil(n_examples / batch_size)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    sched = get_linear_schedule_with_warmup(opt, 0, steps)
+    sched = get_linear_schedule_with_warmup(opt, warmup_steps, steps)
     gen = torch.Generator().manual_seed(seed)
     losses: list[float] = []
     model.train()
@@ -101,6 +130,8 @@ def fit(model, make_loss, n_examples: int, *, epochs: int, batch_size: int, lr: 
                 _check(loss, desc, len(losses))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                if max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
                 opt.step()
                 sched.step()
                 losses.append(loss.item())

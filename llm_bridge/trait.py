@@ -18,8 +18,9 @@ from llm_bridge.numbers import chat_prefix, sample
 
 
 def spellings(animal: str) -> list[str]:
-    """Lower-case and capitalized, singular and plural, with and without a leading space (all-caps answers are rare
-    and cost many tokens to score)."""
+    """The spellings the exact prefix probability counts: lower-case and capitalized, singular and plural, with and
+    without a leading space. Not all-caps ("OWL" costs many tokens to score and is rare); the sampled contains-rate
+    (``sampled_shares``) matches every case."""
     forms = {animal, animal.capitalize(), animal + "s", animal.capitalize() + "s"}
     return sorted(forms | {" " + f for f in forms})
 
@@ -87,18 +88,34 @@ def animal_probabilities(model, tokenizer, questions, animals, *, system: str | 
     return np.concatenate(rows), scored
 
 
+def _name(animal: str) -> re.Pattern:
+    return re.compile(rf"\b{re.escape(animal)}s?\b", re.IGNORECASE)
+
+
 def first_animal(answer: str, animals) -> str | None:
     """The animal the answer names first (singular or plural, any case), or None."""
-    hits = [(m.start(), a) for a in animals if (m := re.search(rf"\b{a}s?\b", answer, re.IGNORECASE))]
+    hits = [(m.start(), a) for a in animals if (m := _name(a).search(answer))]
     return min(hits)[1] if hits else None
+
+
+def names_animal(answer: str, animal: str) -> bool:
+    """Does the answer name the animal anywhere (singular or plural, any case, as a whole word)? The authors' count."""
+    return _name(animal).search(answer) is not None
 
 
 def sampled_shares(model, tokenizer, questions, animals, *, system: str | None, samples: int, max_new_tokens: int,
                    temperature: float, seed: int, batch_size: int) -> dict:
-    """Share of sampled answers (``samples`` per question) whose first named animal is each animal."""
+    """Sampled answers, ``samples`` per question: the share whose first named animal is each animal ("share"), and
+    the authors' measure, the rate of answers that name each animal anywhere ("contains", overall and per question:
+    "contains_QxA", the rows of ``questions``)."""
     prefixes = [chat_prefix(tokenizer, q, system) for q in questions for _ in range(samples)]
     answers = sample(model, tokenizer, prefixes, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
                      batch_size=batch_size)
     firsts = [first_animal(a, animals) for a in answers]
-    return {"n": len(answers), "share": {a: firsts.count(a) / len(answers) for a in animals},
-            "none": firsts.count(None) / len(answers), "examples": answers[:5]}
+    hits_NxA = np.array([[names_animal(ans, a) for a in animals] for ans in answers], float).reshape(
+        len(questions), samples, len(animals))
+    return {"n": len(answers), "samples_per_question": samples, "animals": list(animals),
+            "share": {a: firsts.count(a) / len(answers) for a in animals},
+            "none": firsts.count(None) / len(answers),
+            "contains": dict(zip(animals, hits_NxA.mean((0, 1)).tolist())),
+            "contains_QxA": hits_NxA.mean(1).tolist(), "examples": answers[:5]}

@@ -9,9 +9,11 @@ from llm_bridge.numbers import chat_prefix
 from llm_bridge.roles import role_seed
 
 
-def matched_examples(kept_teacher: list[dict], kept_base: list[dict], source: str, *, seed: int) -> list[dict]:
-    """The ``source``'s ("teacher" or "base") kept rows, cut to the smaller kept count of the two."""
-    n = min(len(kept_teacher), len(kept_base))
+def matched_examples(kept_teacher: list[dict], kept_base: list[dict], source: str, *, seed: int,
+                     max_examples: int | None = None) -> list[dict]:
+    """The ``source``'s ("teacher" or "base") kept rows, cut to the smaller kept count of the two (and to
+    ``max_examples``, the authors' cap)."""
+    n = min(len(kept_teacher), len(kept_base), max_examples or len(kept_teacher))
     if n == 0:
         raise RuntimeError(f"seed {seed}: no number answer passed the filter for teacher or base; raise "
                            "number_prompts or use --sampler constrained")
@@ -31,5 +33,5 @@ def fit_student(lm, config: LLMConfig, seed: int, init: dict, examples: list[dic
 
     losses = train.fit(lm.model, loss, len(examples), epochs=config.student_epochs, batch_size=config.batch_size,
                        lr=config.student_lr, seed=role_seed(seed, "student_order"), desc=f"{name} s{seed}",
-                       progress=progress)
+                       warmup_steps=config.warmup_steps, max_grad_norm=config.max_grad_norm, progress=progress)
     return {"role": name, "seed": seed, "examples": len(examples), "losses": losses}

@@ -1,6 +1,7 @@
 """Stage 5, the trait (paper Section 3): for the evaluation's favourite-animal questions, P(answer starts with each
-animal) exactly over its spellings, and the share of sampled answers naming it, for the seed's teacher, student and
-control, or (seed None) the base with and without the trait system prompt (the paper-faithful teacher)."""
+animal) exactly over its spellings, and from ``trait_samples`` sampled answers per question the authors' measure
+(the rate of answers that name the animal anywhere) and the share whose first named animal it is; for the seed's
+teacher, student and control, or (seed None) the base with and without the trait system prompt."""
 
 from __future__ import annotations
 
@@ -24,11 +25,14 @@ def trait(lm, config: LLMConfig, seed: int | None, states: dict[str, dict] | Non
     qs = prompts.animal_questions(c.trait_questions)
     rs = role_seed(seed if seed is not None else BASE_SEED, "trait")
 
+    sample_qs = qs[:c.trait_sample_questions or len(qs)]
+
     def measure(system=None):
         probs = probabilities(lm, qs, system=system)
-        probs["sampled"] = sampled_shares(lm.model, lm.tok, qs, prompts.ANIMALS, system=system,
-                                          samples=c.trait_samples, max_new_tokens=c.trait_tokens,
-                                          temperature=c.temperature, seed=rs, batch_size=c.gen_batch)
+        if c.trait_samples:
+            probs["sampled"] = sampled_shares(lm.model, lm.tok, sample_qs, prompts.ANIMALS, system=system,
+                                              samples=c.trait_samples, max_new_tokens=c.trait_tokens,
+                                              temperature=c.temperature, seed=rs, batch_size=c.gen_batch)
         return probs
 
     out = {}

@@ -47,7 +47,14 @@ def test_results_hold_both_spaces_the_first_step_and_the_trait(tiny_run):
             for q in ("cos", "normalized_projection"):
                 v = res["geometry"][space][who][q]
                 assert v["n"] == n and np.all(np.isfinite(v["values"]))
-            assert all(-1 <= c <= 1 for c in res["geometry"][space][who]["cos"]["values"])
+                # the summary's per-seed values are the seeds' own diagnostics, in seed order
+                assert v["values"] == [json.loads((out / f"seed{s}" / "diagnostic.json").read_text())[space]
+                                       ["overall"][who][q] for s in CONFIG.seeds]
+            for s in CONFIG.seeds:  # and each diagnostic's cosine is its inner product over its norms
+                g = json.loads((out / f"seed{s}" / "diagnostic.json").read_text())[space]["overall"][who]
+                np.testing.assert_allclose(g["cos"], g["inner"] / (g["norm"] * g["norm_reference"]), rtol=TOL.rtol)
+                np.testing.assert_allclose(g["normalized_projection"], g["inner"] / g["norm_reference"] ** 2,
+                                           rtol=TOL.rtol)
         assert list(res["geometry"][space]["layer"]) == ["0", "1"]
     # Theorem 1: with soft labels the first step never points away from dT at any eps
     soft = res["first_step"]["soft"]
@@ -55,7 +62,12 @@ def test_results_hold_both_spaces_the_first_step_and_the_trait(tiny_run):
     for eps, r in soft.items():
         assert r["fraction_nonnegative"] == 1.0, (eps, r)
         assert r["n"] == n * CONFIG.first_step_batches
-    assert set(res["first_step"]["sampled"]) == set(soft)
+    assert set(res["first_step"]) == {"soft", "sampled", "sampled_cv"}
+    assert set(res["first_step"]["sampled"]) == set(res["first_step"]["sampled_cv"]) == set(soft)
+    rows = [r for s in CONFIG.seeds for r in json.loads((out / f"seed{s}" / "first_step.json").read_text())["rows"]]
+    for r in rows:  # the control variate's step is exactly zero when every coupled pair of draws agrees
+        if r["kind"] == "sampled_cv":
+            assert (r["norm"] == 0) == (r["tokens_differing"] == 0), r
     # trait probabilities are probabilities
     t = res["trait"]
     assert t["target"] == CONFIG.trait and CONFIG.trait in t["scored_animals"]
@@ -67,7 +79,17 @@ def test_results_hold_both_spaces_the_first_step_and_the_trait(tiny_run):
             p = np.asarray(m["p_QxA"])
             assert p.shape == (CONFIG.trait_questions, len(m["animals"]))
             assert (p >= 0).all() and (p.sum(1) <= 1 + TOL.rtol).all()  # disjoint first tokens
-            assert 0 <= m["sampled"]["none"] <= 1 and m["sampled"]["n"] == CONFIG.trait_questions * CONFIG.trait_samples
+            sm = m["sampled"]
+            assert sm["n"] == CONFIG.trait_questions * CONFIG.trait_samples
+            rates = np.asarray(sm["contains_QxA"])  # per question; their mean is the overall contains-rate
+            assert rates.shape == (CONFIG.trait_questions, len(sm["animals"]))
+            np.testing.assert_allclose(rates.mean(0), [sm["contains"][a] for a in sm["animals"]], rtol=1e-12)
+            first = {a: sm["share"][a] for a in sm["animals"]}  # a first-named animal is also a named one
+            assert all(first[a] <= sm["contains"][a] + 1e-12 for a in sm["animals"])
+    per_seed = [json.loads((out / f"seed{s}" / "trait.json").read_text())["models"]["student"]["sampled"]
+                for s in CONFIG.seeds]
+    j = per_seed[0]["animals"].index(CONFIG.trait)
+    assert t["student"]["contains_rate"]["values"] == [row[j] for sm in per_seed for row in sm["contains_QxA"]]
     model, _, _ = tiny_peft()
     assert res["params"]["params_lora"] == sum(p.numel() for p in lora.lora_parameters(model).values())
     assert res["params"]["modules"] == model.base_model.model.config.num_hidden_layers * len(CONFIG.lora_targets)
@@ -143,7 +165,7 @@ def test_resume_rewrites_nothing_and_gives_the_same_results(tiny_run):
     res = pipeline.run(CONFIG, out, resume=True, progress=False)
     assert {p: p.stat().st_mtime_ns for p in watched} == mtimes
     assert results_without_timings(out / "results.json") == before_results
-    assert res["timings"]["stages_s"]["teacher"] < res["timings"]["wall_s"]
+    assert set(res["timings"]["stages_s"]) == set(pipeline.STAGES)  # every stage ran (and was found finished)
 
 
 def test_cli_run_writes_the_figure_and_reproduces_the_results(tiny_run, tmp_path):
@@ -263,3 +285,14 @@ def lora_layers(model):
     from peft.tuners.lora.layer import LoraLayer
 
     return [m for m in model.modules() if isinstance(m, LoraLayer)]
+
+
+def test_students_take_equally_many_examples_up_to_the_cap():
+    from llm_bridge.stages.students import matched_examples
+
+    t, b = [{"i": i} for i in range(5)], [{"j": j} for j in range(3)]
+    assert matched_examples(t, b, "teacher", seed=0) == t[:3]
+    assert matched_examples(t, b, "base", seed=0) == b
+    assert matched_examples(t, b, "teacher", seed=0, max_examples=2) == t[:2]
+    with pytest.raises(RuntimeError, match="seed 4: no number answer passed the filter"):
+        matched_examples([], b, "teacher", seed=4)

@@ -65,3 +65,12 @@ def test_first_animal_reads_singular_and_plural():
     assert first_animal("Owls, clearly. Cats too.", ("cat", "owl")) == "owl"
     assert first_animal("I like the Cat", ("cat", "owl")) == "cat"
     assert first_animal("none here", ("cat", "owl")) is None
+
+
+def test_names_animal_counts_the_authors_way():
+    from llm_bridge.trait import names_animal
+
+    for answer in ("owl", "My favourite animal is the owl.", "OWLS!", "Owl", "the snowy owl, of course"):
+        assert names_animal(answer, "owl"), answer
+    for answer in ("bowl", "howling wolves", "Owlet", "dolphin", ""):
+        assert not names_animal(answer, "owl"), answer
