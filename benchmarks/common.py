@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import datetime
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 
-from results import peak_rss_mb
+from results import environment, peak_rss_mb, save_json
 
-__all__ = ["matmul_peak_gflops", "peak_rss_mb", "time_it"]
+__all__ = ["RESULTS_DIR", "matmul_peak_gflops", "peak_rss_mb", "save_results", "time_it"]
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def save_results(name: str, numbers: dict, **libraries) -> Path:
+    """Write what a benchmark printed as ``benchmarks/results/<name>.json`` (with the command, the date, the peak
+    memory and the machine), so that every timing quoted in README or paper_notes has an artifact."""
+    path = save_json(RESULTS_DIR / f"{name}.json", {
+        "benchmark": name, "command": " ".join(["python -m", f"benchmarks.{name}", *sys.argv[1:]]),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "numbers": numbers, "peak_rss_mb": peak_rss_mb(), "environment": environment(**libraries)})
+    print(f"wrote {path}")
+    return path
 
 
 def time_it(fn, *args, repeats: int = 5) -> tuple[float, float]:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import typer
 
-from benchmarks.common import peak_rss_mb
+from benchmarks.common import peak_rss_mb, save_results
 from llm_bridge import prompts
 from llm_bridge.models import load_base
 from llm_bridge.numbers import chat_prefix, paper_filter, sample
@@ -52,6 +52,7 @@ def main(model: str = "smollm2", device: str = "auto", prompts_n: int = typer.Op
                 (f"constrained (digits-only), batch {batch_before}", dict(batch_size=batch_before, constrained=True)),
                 (f"constrained (digits-only), batch {batch_after}", dict(batch_size=batch_after, constrained=True)))
     kept_by_phrasing: list = []
+    out: dict = {"model": base_id, "prompts": prompts_n, "max_new_tokens": tokens, "settings": {}}
     for name, kw in settings:
         _sync(dev)
         t0 = time.perf_counter()
@@ -62,6 +63,8 @@ def main(model: str = "smollm2", device: str = "auto", prompts_n: int = typer.Op
         kept = [paper_filter(a).kept for a in answers]
         print(f"{name:<48} {len(answers) / dt:7.2f} sequences/s  {sum(kept) / dt:7.3f} kept/s  "
               f"pass rate {np.mean(kept):6.1%}  ({dt:.1f} s)")
+        out["settings"][name] = {"sequences_per_s": len(answers) / dt, "kept_per_s": sum(kept) / dt,
+                                 "pass_rate": float(np.mean(kept)), "seconds": dt}
         if name.startswith(("before", "after: free")):  # two independent free samples of the pipeline's prompts
             kept_by_phrasing += list(zip(items, kept))
     print("paper-filter pass rate per phrasing part (free sampling, 'before' and 'after' runs pooled; "
@@ -71,7 +74,9 @@ def main(model: str = "smollm2", device: str = "auto", prompts_n: int = typer.Op
         for it, k in kept_by_phrasing:
             by.setdefault(it["phrasing"][p], []).append(k)
         print(f"  {part:<7}" + "  ".join(f"{v}: {np.mean(ks):5.1%} of {len(ks)}" for v, ks in sorted(by.items())))
+        out.setdefault("pass_rate_by_phrasing", {})[part] = {str(v): float(np.mean(ks)) for v, ks in sorted(by.items())}
     print(f"peak RSS {peak_rss_mb():.0f} MB")
+    save_results("llm_numbers", out, torch=torch.__version__, device=str(dev), threads=torch.get_num_threads())
 
 
 if __name__ == "__main__":

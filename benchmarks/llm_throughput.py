@@ -9,7 +9,7 @@ import time
 import torch
 import typer
 
-from benchmarks.common import peak_rss_mb
+from benchmarks.common import peak_rss_mb, save_results
 from llm_bridge import lora, prompts, train
 from llm_bridge.config import LLMConfig
 from llm_bridge.models import load_base
@@ -54,6 +54,8 @@ def main(model: str = "smollm2", device: str = "auto", batch: int = 8, steps: in
     m.eval()
     print(f"LoRA SFT: batch {batch} x {b['input_ids'].shape[1]} tokens: {t / steps:.2f} s/step, "
           f"{tokens / t:,.0f} tokens/s (all tokens in the batch, prompt included)")
+    out = {"model": base_id, "sft": {"batch": batch, "tokens_per_row": b["input_ids"].shape[1],
+                                      "seconds_per_step": t / steps, "tokens_per_s": tokens / t}}
     for constrained in (False, True):
         n, new_tokens = 0, 0
         sample(m, tok, pre[:gen_batch], max_new_tokens=4, temperature=1.0, seed=0, batch_size=gen_batch,
@@ -70,7 +72,10 @@ def main(model: str = "smollm2", device: str = "auto", batch: int = 8, steps: in
         dt = time.perf_counter() - t0
         print(f"sampling ({'constrained' if constrained else 'free'}), batch {gen_batch}, <= {gen_tokens} new tokens: "
               f"{n / dt:.2f} sequences/s, {new_tokens / dt:,.0f} generated tokens/s")
+        out["constrained" if constrained else "free"] = {"batch": gen_batch, "max_new_tokens": gen_tokens,
+                                                         "sequences_per_s": n / dt, "tokens_per_s": new_tokens / dt}
     print(f"peak RSS {peak_rss_mb():.0f} MB")
+    save_results("llm_throughput", out, torch=torch.__version__, device=str(dev), threads=torch.get_num_threads())
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import time
 
 import jax
 
-from benchmarks.common import matmul_peak_gflops, peak_rss_mb
+from benchmarks.common import matmul_peak_gflops, peak_rss_mb, save_results
 from mnist_mlp.config import MnistConfig
 from mnist_mlp.data import ensure_mnist
 from mnist_mlp.experiment import run
@@ -33,6 +33,7 @@ def main(counts=(1, 4, 16)) -> None:
     print(f"backend {jax.default_backend()} ({jax.devices()[0]}); matmul peak {peak:.0f} GFLOP/s (2048^2 float32); "
           f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '(unset)')}\n")
     train, fwd = flops_per_example()
+    out = {"matmul_peak_gflops": peak, "glibc_tunables": os.environ.get("GLIBC_TUNABLES"), "runs": []}
     for n in counts:
         cfg = MnistConfig(runs=max(n, 2), chunk_size=max(n, 2), data_dir=str(root))
         t0 = time.perf_counter()
@@ -46,6 +47,10 @@ def main(counts=(1, 4, 16)) -> None:
               f"{t['students_s']:.1f} s, incl. compile); {wall / cfg.runs:5.1f} s/run; "
               f"{5 * cfg.runs * cfg.epochs / wall:5.2f} model-epochs/s; {flops / wall / 1e9:5.0f} GFLOP/s "
               f"({flops / wall / 1e9 / peak:.0%} of peak); peak RSS {peak_rss_mb():.0f} MB")
+        out["runs"].append({"runs": cfg.runs, "wall_s": wall, "teachers_s": t["teachers_s"],
+                            "students_s": t["students_s"], "gflops": flops / wall / 1e9,
+                            "fraction_of_peak": flops / wall / 1e9 / peak})
+    save_results("mnist_train", out, jax=jax.__version__, backend=jax.default_backend(), device=str(jax.devices()[0]))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 import theory
-from benchmarks.common import peak_rss_mb, time_it
+from benchmarks.common import peak_rss_mb, save_results, time_it
 from theory import zoo
 
 
@@ -33,15 +33,22 @@ def main() -> None:
     print(f"TARGET  {n / 1e6:.2f}M params x 1000 inputs: {t:.3f} s after compile (target < 2 s; "
           f"{'met' if t < 2 else 'MISSED'}), first call incl. compile {first:.1f} s, peak RSS {peak_rss_mb():.0f} MB "
           f"(+{peak_rss_mb() - rss0:.0f} MB)")
+    out = {"target": {"params": n, "inputs": 1000, "seconds": t, "first_call_seconds": first, "target_seconds": 2.0}}
     print("\nscaling with parameters (1000 inputs):")
+    out["by_params"] = []
     for w in (256, 512, 1024, 2048):
         n, _, t = case(w, 1000)
+        out["by_params"].append({"width": w, "params": n, "seconds": t, "ns_per_param": t / n * 1e9})
         print(f"  {n / 1e6:6.2f}M params: {t:.3f} s   ({t / n * 1e9:.1f} ns/param)")
     print("\nscaling with inputs (1024-wide MLP):")
+    out["by_inputs"] = []
     for b in (250, 500, 1000, 2000, 4000):
         n, _, t = case(1024, b)
+        out["by_inputs"].append({"inputs": b, "seconds": t, "ms_per_input": t / b * 1e3})
         print(f"  {b:5d} inputs: {t:.3f} s   ({t / b * 1e3:.2f} ms/input)")
     print(f"\npeak RSS {peak_rss_mb():.0f} MB")
+    save_results("theory_first_order", out, jax=jax.__version__, backend=jax.default_backend(),
+                 device=str(jax.devices()[0]))
 
 
 if __name__ == "__main__":
