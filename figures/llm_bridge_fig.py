@@ -67,9 +67,10 @@ def plot(data: dict, path) -> Path:
         m = np.array([t[n][key]["mean"] for n in names])
         ci = np.array([t[n][key]["ci95"] for n in names], float)
         err = np.abs(np.stack([m - ci[:, 0], ci[:, 1] - m]))
-        ax.bar(range(len(names)), np.maximum(m, 1e-6), yerr=np.nan_to_num(err), capsize=3, color=colors)
+        ax.bar(range(len(names)), m, yerr=np.nan_to_num(err), capsize=3, color=colors)
         ax.set_xticks(range(len(names)), labels, fontsize=8)
-        ax.set_yscale("log")  # the system prompt moves the trait by orders of magnitude
+        if key == "p_target":
+            ax.set_yscale("log")  # the system prompt moves P(target) by orders of magnitude
         ax.set_ylabel(ylabel, fontsize=8)
         ax.set_title(title, fontsize=9)
     c = data["config"]

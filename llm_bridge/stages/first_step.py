@@ -6,9 +6,10 @@ gradient step at theta_0, on the teacher's kept number answers (teacher-forced),
   position): the paper's hard-label channel at token level, an unbiased estimate of the soft gradient whose noise
   does not shrink with eps;
 - "sampled_cv": the same draws minus the student's own coupled draws at theta_0 (same uniforms, inverse CDF), a
-  control variate with mean 0: still unbiased, with noise O(eps). At small eps every coupled pair may agree: the
-  estimate is then exactly 0 (reported as such: ``tokens_differing``), and its mean over batches and seeds is still
-  the soft step's.
+  control variate with mean 0: still unbiased, with variance O(eps) instead of O(1). Its noise, O(sqrt(eps / n))
+  for n draws, still shrinks more slowly than the signal O(eps), so a single check's sign is informative only once
+  eps n is large. At small eps every coupled pair may agree: the estimate is then exactly 0 (reported as such:
+  ``tokens_differing``), and its mean over batches and seeds is still the soft step's.
 
 Each (eps, batch) draws fresh uniforms from its own seed. Geometry of -grad against dT, per eps and batch."""
 

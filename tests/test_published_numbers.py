@@ -1,0 +1,207 @@
+"""Every number README.md and paper_notes.md publish from a committed artifact equals that artifact's value, as
+printed in the text: a number edited in a document, or an artifact regenerated without its documents, fails here.
+
+Each claim is (document, the text as the document prints it), the text built from the JSON it names. Numbers
+measured elsewhere are marked so in the documents themselves, with the command that measured them."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+THEORY = "figures/theory_projection_paper_float64_seed0.json"
+MNIST = "figures/mnist_fig10_paper_runs100_seed0.json"
+STUDY = "figures/llm_study_quick_smollm2-135m_constrained_seeds5_01691500c7.json"
+LLM = "figures/llm_bridge_quick_smollm2-135m_constrained_seeds3_e8a205ffb5.json"
+
+
+@cache
+def load(name: str) -> dict:
+    return json.loads((ROOT / name).read_text())
+
+
+@cache
+def doc(name: str) -> str:
+    return (ROOT / name).read_text()
+
+
+def pct(x: float, digits: int = 1) -> str:
+    return f"{100 * x:.{digits}f}"
+
+
+def ci(c, fmt=pct) -> str:
+    return f"[{fmt(c[0])}, {fmt(c[1])}]"
+
+
+def theory_claims():
+    s = load(THEORY)["summary"]
+    st, smooth, relu = (s[k] for k in ("first_order_error_slope", "first_order_error_slope_smooth",
+                                        "first_order_error_slope_relu"))
+    checks = f"**{pct(s['lemma1_fraction_nonnegative_shared'], 0)}%** of {s['n_checks']} checks"
+    falls = f"**{pct(s['theorem1_teacher_loss_falls_where_positive'], 0)}%** of {s['n_cases']} cases"
+    for d in ("README.md", "paper_notes.md"):
+        yield d, checks
+        yield d, f"**{pct(s['other_init_fraction_negative'])}%**"
+        yield d, f"{pct(s['large_eps_fraction_negative_shared'])}%"
+    yield "README.md", (f"**{st['pooled']:.3f}** pooled, {st['median']:.3f} median "
+                        f"(smooth nets {smooth['pooled']:.3f}; ReLU {relu['pooled']:.3f}: activation kinks)")
+    yield "paper_notes.md", f"log-log slope **{st['pooled']:.3f}** pooled (within-case), **{st['median']:.3f}** median"
+    yield "README.md", f"float64; {s['wall_seconds']:.0f} s on 2 CPU cores"
+    yield "README.md", falls
+    yield "paper_notes.md", falls + " with first-order projection > 0"
+    yield "paper_notes.md", (f"{pct(st['fraction_within_0.1'])}% of {st['n_fitted']} fits within 1 +- 0.1. "
+                             f"Smooth nets "
+                             f"(tanh/gelu/attention): {smooth['pooled']:.3f}, {pct(smooth['fraction_within_0.1'], 0)}% "
+                             f"within 0.1. ReLU nets: {relu['pooled']:.3f}, {pct(relu['fraction_within_0.1'])}% within "
+                             f"0.1. {st['n_exact_to_roundoff']} cases are exact to roundoff")
+    yield "paper_notes.md", f"(median {s['cosine_other_median']:.3f} vs {s['cosine_shared_median']:.3f} shared)"
+
+
+def mnist_claims():
+    m = load(MNIST)
+    s, t = m["summary"], m["timings"]
+
+    def acc(k, bold=False):
+        a = s[k]["accuracy"]
+        mean = f"**{pct(a['mean'])}%**" if bold else f"{pct(a['mean'])}%"
+        return f"{mean} {ci(a['ci95'])}"
+
+    for d in ("README.md", "paper_notes.md"):
+        yield d, acc("aux_same", bold=True)
+        yield d, acc("aux_other", bold=True)
+        yield d, acc("teacher")
+        yield d, acc("reference")
+    yield "README.md", acc("all_same")
+    yield "README.md", acc("all_other")
+    yield "paper_notes.md", f"shared init {acc('all_same')}; cross-model {acc('all_other')}"
+    a = s["aux_same"]["accuracy"]
+    yield "paper_notes.md", f"(min {pct(a['min'])}%, max {pct(a['max'])}%)"
+    yield "paper_notes.md", f"{acc('teacher')} (min {pct(s['teacher']['accuracy']['min'])}%)"
+    def f3(x):
+        return f"{x:.3f}"
+
+    def row(k, label, bold=False, with_ci=False, runs=False):
+        first, total = s[k]["first_step_gradient_cos"], s[k]["total_update_cos"]
+        proj = s[k]["total_update_projection"]["mean"]
+        fall = f"{pct(s[k]['teacher_loss_first_step_change']['fraction_negative'], 0)}%" + (" of runs" if runs else "")
+        b = "**" if bold else ""
+        cells = [f"{b}{f3(first['mean'])}{b}", f"{b}{f3(total['mean'])}{b}"]
+        if with_ci:
+            cells = [f"{c} {ci(x['ci95'], f3)}" for c, x in zip(cells, (first, total))]
+        if bold:
+            per_run = m["per_run"][k]["first_step_gradient_cos"]
+            cells[0] += f", > 0 in {sum(c > 0 for c in per_run)}/{len(per_run)} runs (min {f3(min(per_run))})"
+        return f"| {label} | {cells[0]} | {cells[1]} | {f3(proj)} | {fall} |"
+
+    yield "paper_notes.md", row("aux_same", "aux only, shared init", bold=True, with_ci=True, runs=True)
+    yield "paper_notes.md", row("aux_other", "aux only, different init", with_ci=True, runs=True)
+    yield "paper_notes.md", row("all_same", "all logits, shared init")
+    yield "paper_notes.md", row("all_other", "all logits, different init")
+    aux_other = s["aux_other"]["first_step_gradient_cos"]
+    shared = s["aux_same"]["first_step_gradient_cos"]["mean"]
+    assert aux_other["ci95"][1] < 0  # the text says the CI excludes zero
+    yield "paper_notes.md", (f"first step's cosine is slightly negative\n({aux_other['mean']:.3f}, a CI that excludes "
+                             f"zero; {shared / abs(aux_other['mean']):.0f}x smaller than the shared-init {f3(shared)})")
+    yield "paper_notes.md", f"took **{t['total_s']:.0f} s** ({t['total_s'] / 60:.1f} min) wall"
+    yield "paper_notes.md", f"{t['teachers_s']:.0f} s for the teachers, {t['students_s']:.0f} s for the students"
+    yield "paper_notes.md", f"The memory peak was **{t['peak_rss_mb'] / 1000:.1f} GB**"
+    yield "README.md", f"took {t['total_s']:.0f} s ({t['total_s'] / 60:.1f} min)"
+    yield "README.md", f"({t['teachers_s']:.0f} s for the teachers, {t['students_s']:.0f} s for the students)"
+    yield "README.md", f"{t['peak_rss_mb']:.0f} MB memory peak"
+
+
+def sci(x: float) -> str:
+    """2.4e-4 (the documents' short scientific form)."""
+    mant, exp = f"{x:.1e}".split("e")
+    return f"{mant}e{int(exp)}"
+
+
+def study_claims():
+    d = load(STUDY)
+    for c in d["cells"]:
+        q = c["dW"]
+        proj = q["proj_diff_specific"]
+        text = f"{proj['real']['mean']:.4f} {ci(proj['real']['ci95'], lambda x: f'{x:.4f}')}"
+        if proj["real"]["ci95"][0] > 0 or proj["real"]["ci95"][1] < 0:  # the table bolds a CI that excludes zero
+            text = f"**{text}**"
+        yield "paper_notes.md", (f"| {q['cos_teacher_neutral']['real']['mean']:.3f} | {text} vs "
+                                 f"{proj['null']['mean']:.4f} | {q['cos_student_specific']['real']['mean']:.4f} vs "
+                                 f"{q['cos_control_specific']['real']['mean']:.4f} |")
+    t = d["timings"]
+    yield "paper_notes.md", f"took **{t['wall_s']:.0f} s** ({t['wall_s'] / 60:.0f} min) of wall time on 2 CPU cores"
+    yield "paper_notes.md", f"with a peak RSS of **{t['peak_rss_mb']:.0f} MB** (the figure's JSON, `timings`)"
+    b = d["base_trait"]
+    yield "paper_notes.md", (f"Base model: P(owl) {sci(b['base']['p_target'])}; under the owl system prompt "
+                             f"{sci(b['base+system_prompt']['p_target'])}, and owl is the top answer in "
+                             f"{pct(b['base+system_prompt']['top_share'], 0)}% of questions")
+
+
+def llm_claims():
+    d = load(LLM)
+    g, fs, t, tm = d["geometry"], d["first_step"], d["trait"], d["timings"]
+
+    def mc(x, f=".4f"):
+        return f"{x['mean']:{f}} {ci(x['ci95'], lambda v: f'{v:{f}}')}"
+
+    def msci(x):
+        return f"{sci(x['mean'])} {ci(x['ci95'], sci)}"
+
+    def rate(x):
+        return f"{pct(x['mean'])}% {ci(x['ci95'])}"
+
+    soft = fs["soft"]
+    cos = [c["cos"]["mean"] for c in soft.values()]
+    assert all(c["fraction_nonnegative"] == 1.0 for c in soft.values())  # the text says 100%
+    rows = {
+        "soft": (f"<-grad, dT> >= 0 in **100%** of {next(iter(soft.values()))['n']} checks at each eps in "
+                 f"{{{', '.join(soft)}}}; cos {min(cos):.3f}-{max(cos):.3f}"),
+        "sampled": "positive in " + ", ".join(f"{c['fraction_positive'] * c['n']:.0f}/{c['n']} at {e}"
+                                              for e, c in fs["sampled"].items()),
+        "dw": (f"cos(dS, dT) **{mc(g['dW']['student']['cos'])}** vs control cos(dC, dT) "
+               f"{mc(g['dW']['control']['cos'])}; difference {mc(g['dW']['student_minus_control_cos'])}"),
+        "lora": (f"student **{mc(g['lora']['student']['cos'], '.3f')}** vs control "
+                 f"{mc(g['lora']['control']['cos'], '.3f')}; difference {mc(g['lora']['student_minus_control_cos'])}"),
+        "system": (f"P(owl) base {sci(t['base']['p_target']['mean'])} -> "
+                   f"**{sci(t['base+system_prompt']['p_target']['mean'])}** with the system prompt; contains-rate "
+                   f"{rate(t['base']['contains_rate'])}"),
+        "transfer": (f"P(owl) student {msci(t['student']['p_target'])} vs control {msci(t['control']['p_target'])}; "
+                     f"contains-rate student {rate(t['student']['contains_rate'])} vs control "
+                     f"{rate(t['control']['contains_rate'])}"),
+    }
+    for d_ in ("README.md", "paper_notes.md"):
+        for key in ("soft", "sampled", "dw", "lora", "transfer"):
+            yield d_, rows[key]
+    sysrate = t["base+system_prompt"]["contains_rate"]
+    yield "paper_notes.md", rows["system"] + f" -> **{pct(sysrate['mean'])}%** {ci(sysrate['ci95'])}"
+    yield "paper_notes.md", (f"P(owl) {sci(t['teacher']['p_target']['mean'])}; contains-rate "
+                             f"{rate(t['teacher']['contains_rate'])}")
+    s_ = tm["stages_s"]
+    yield "paper_notes.md", (f"**{tm['wall_s']:.0f} s** ({tm['wall_s'] / 60:.1f} min) wall on 2 CPU cores (teacher "
+                             f"{s_['teacher']:.0f} s, numbers {s_['numbers']:.0f} s, students {s_['students']:.0f} s, "
+                             f"diagnostic {s_['diagnostic']:.0f} s, first step {s_['first_step']:.0f} s, trait "
+                             f"{s_['trait']:.0f} s, model load {tm['load_model_s']:.0f} s); peak RSS "
+                             f"**{tm['peak_rss_mb']:.0f} MB**")
+    yield "README.md", f"this run took {tm['wall_s']:.0f} s ({tm['wall_s'] / 60:.0f} min)"
+    free = [d["numbers"][s]["free_sampling_kept_fraction"]["mean"] for s in ("teacher", "base")]
+    yield "paper_notes.md", (f"passes the paper's filter in {pct(free[0])}% (teacher) and {pct(free[1])}% (base) of 32 "
+                             "answers per seed")
+    yield "README.md", f"its final, resumed invocation took {load(STUDY)['timings']['wall_s']:.0f} s"
+
+
+CLAIMS = [*theory_claims(), *mnist_claims(), *study_claims(), *llm_claims()]
+
+
+@pytest.mark.parametrize("document,text", CLAIMS, ids=[f"{d}:{t[:50]}" for d, t in CLAIMS])
+def test_published_number_matches_its_artifact(document, text):
+    assert text in doc(document), f"{document} does not say {text!r} (the value in its committed JSON)"
+
+
+def test_a_changed_number_is_caught():
+    """The check is not vacuous: the same claim against a document whose number was edited fails."""
+    document, text = CLAIMS[0]
+    edited = doc(document).replace(text, text.replace("%", "1%", 1))
+    assert text not in edited
