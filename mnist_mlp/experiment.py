@@ -83,10 +83,14 @@ def model_and_optimizer(hidden: tuple[int, ...], n_aux: int, lr: float):
 class Experiment:
     """Holds the data, model and optimizer of one configuration; ``run()`` executes both phases."""
 
-    def __init__(self, config: MnistConfig, out_dir, *, resume: bool = False, progress: bool = True):
+    def __init__(self, config: MnistConfig, out_dir, *, resume: bool = False, progress: bool = True,
+                 keep_students: bool = False):
+        """``keep_students``: keep every student's final parameters in ``final_students`` (name -> params_R) for a
+        look at their predictions (teaching notebooks); off for large runs (1 MB per student and run)."""
         from mnist_mlp.data import default_data_dir, load_mnist
 
-        self.config, self.resume, self.progress = config, resume, progress
+        self.config, self.resume, self.progress, self.keep_students = config, resume, progress, keep_students
+        self.final_students: dict[str, list] = {}
         self.dir = Path(out_dir) / run_name(config)
         root = config.data_dir or default_data_dir()
         xtr, ytr = load_mnist(root, split="train")
@@ -181,12 +185,14 @@ class Experiment:
         students = {name: (copy(ref), jax.vmap(self.tx.init)(ref)) for name in train.STUDENTS}
         whose = {"same": (teacher, ref), "other": (teacher_other, ref_other)}
         losses = train.student_losses(aux)
-        out = {name: {"teacher_loss_curve": []} for name in train.STUDENTS}
+        out = {name: {"teacher_loss_curve": [], "update_cos_curve": []} for name in train.STUDENTS}
 
-        def log_teacher_loss():
-            for name in train.STUDENTS:
+        def log_teacher_loss():  # L_T and cos(update so far, teacher's update) at the log steps (Fig. 10 b, c)
+            for name, (_, w) in train.STUDENTS.items():
                 out[name]["teacher_loss_curve"].append(
                     np.asarray(train.mean_class_ce(apply_fn, students[name][0], self.x_eval, self.y_eval)).tolist())
+                cos = train.update_geometry(ref, students[name][0], *whose[w])[0] if step else np.full(len(runs), 0.0)
+                out[name]["update_cos_curve"].append(np.asarray(cos).tolist())
 
         targets = train.empty_targets(len(runs), cfg.n_noise, self.module.n_out)
         step = 0
@@ -218,6 +224,8 @@ class Experiment:
             final = students[name][0]
             if not all(np.all(np.isfinite(np.asarray(a))) for a in jax.tree_util.tree_leaves(final)):
                 raise FloatingPointError(f"student {name} diverged (NaN/inf) in runs {list(runs)}")
+            if self.keep_students:
+                self.final_students.setdefault(name, []).append(jax.tree_util.tree_map(np.asarray, final))
             cos, proj = train.update_geometry(ref, final, *whose[w])
             out[name].update(
                 accuracy=np.asarray(train.accuracy(apply_fn, final, self.x_test, self.y_test)).tolist(),

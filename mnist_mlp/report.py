@@ -20,9 +20,13 @@ def assemble(config: MnistConfig, acc_ref, acc_teacher, chunks: list[dict], timi
     per_run = {"reference": {"accuracy": list(acc_ref)}, "teacher": {"accuracy": list(acc_teacher)}}
     for name in train.STUDENTS:
         per_run[name] = {}
+        # a quantity logged by every chunk (a chunk resumed from older code may lack a newer log)
+        keys = set.intersection(*(set(c["students"][name]) for c in chunks))
         for c in chunks:
             for key, v in c["students"][name].items():
-                if key == "teacher_loss_curve":  # (log step) x (runs of chunk) -> runs x log steps
+                if key not in keys:
+                    continue
+                if key.endswith("_curve"):  # (log step) x (runs of chunk) -> runs x log steps
                     v = np.asarray(v).T.tolist()
                 per_run[name].setdefault(key, []).extend(v)
     summary = {}
