@@ -110,7 +110,8 @@ class LLMConfig(_Presets):
     def quick(cls, **kw) -> LLMConfig:
         """SmolLM2-135M on 2 CPU cores: 3 seeds, small data, digits-only sampler (reported apart from the paper's);
         the authors' contains-rate from 20 sampled answers on each of 25 questions."""
-        return cls(**{**dict(trait_samples=20, trait_tokens=12, trait_sample_questions=25), **kw})
+        base = dict(trait_samples=20, trait_tokens=12, trait_sample_questions=min(25, kw.get("trait_questions", 50)))
+        return cls(**{**base, **kw})
 
     @classmethod
     def paper(cls, **kw) -> LLMConfig:

@@ -19,6 +19,7 @@ def test_quick_preset_samples_the_authors_contains_rate():
     c = LLMConfig.quick()
     assert c.trait_samples >= 20 and c.trait_sample_questions is not None
     assert (c.warmup_steps, c.max_grad_norm, c.max_examples) == (0, None, None)  # the quick recipe is unchanged
+    assert LLMConfig.quick(trait_questions=4).trait_sample_questions == 4  # never more than the questions asked
 
 
 def test_published_study_name_stays_valid():
