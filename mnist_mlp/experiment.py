@@ -187,7 +187,7 @@ class Experiment:
         losses = train.student_losses(aux)
         out = {name: {"teacher_loss_curve": [], "update_cos_curve": []} for name in train.STUDENTS}
 
-        def log_teacher_loss():  # L_T and cos(update so far, teacher's update) at the log steps (Fig. 10 b, c)
+        def log_curves():  # L_T and cos(update so far, teacher's update) at the log steps (Fig. 10 b, c)
             for name, (_, w) in train.STUDENTS.items():
                 out[name]["teacher_loss_curve"].append(
                     np.asarray(train.mean_class_ce(apply_fn, students[name][0], self.x_eval, self.y_eval)).tolist())
@@ -196,7 +196,7 @@ class Experiment:
 
         targets = train.empty_targets(len(runs), cfg.n_noise, self.module.n_out)
         step = 0
-        log_teacher_loss()
+        log_curves()
         bar = tqdm(total=total, desc=f"students {runs.start}-{runs.stop - 1}", disable=not self.progress, leave=False)
         for epoch in range(cfg.epochs):
             idx_RxSxB, mask_RxSxB = train.epoch_batches_R(shuffle, epoch, cfg.n_noise, cfg.batch_size)
@@ -217,7 +217,7 @@ class Experiment:
                         out[name]["first_step_adam_cos"] = np.asarray(cos).tolist()
                         out[name]["first_step_adam_projection"] = np.asarray(proj).tolist()
                 if step in log_steps:
-                    log_teacher_loss()
+                    log_curves()
                 bar.update()
         bar.close()
         for name, (which, w) in train.STUDENTS.items():
