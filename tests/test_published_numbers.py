@@ -17,6 +17,7 @@ THEORY = "figures/theory_projection_paper_float64_seed0.json"
 MNIST = "figures/mnist_fig10_paper_runs100_seed0.json"
 STUDY = "figures/llm_study_quick_smollm2-135m_constrained_seeds5_01691500c7.json"
 LLM = "figures/llm_bridge_quick_smollm2-135m_constrained_seeds3_e8a205ffb5.json"
+OPTIMIZERS = "figures/theory_optimizers_paper_float64_seed0.json"
 
 
 @cache
@@ -59,6 +60,29 @@ def theory_claims():
                              f"within 0.1. ReLU nets: {relu['pooled']:.3f}, {pct(relu['fraction_within_0.1'])}% within "
                              f"0.1. {st['n_exact_to_roundoff']} cases are exact to roundoff")
     yield "paper_notes.md", f"(median {s['cosine_other_median']:.3f} vs {s['cosine_shared_median']:.3f} shared)"
+
+
+def optimizer_claims():
+    s = load(OPTIMIZERS)["summary"]
+    f, ks, lim = s["first_step"], s["kstep"], s["sign_limit_fraction_negative"]
+
+    def cell(o, g):
+        c = f[o][g]["fraction_negative"][1]  # eps = 1e-3
+        return f"{pct(c['fraction'])}% {ci(c['ci95'])}"
+
+    for o in f:
+        yield "paper_notes.md", (f"| {o} | {cell(o, 'lemma_shared')} | {cell(o, 'theorem_shared')} | "
+                                 f"{cell(o, 'lemma_other')} | {f[o]['lemma_shared']['median_cosine'][1]:.3f} |")
+    adam, sign = (pct(f[o]["lemma_shared"]["fraction_negative"][1]["fraction"]) for o in ("adam", "signsgd"))
+    yield "paper_notes.md", f"SignSGD: {adam}% and {sign}% of random dT"
+    yield "paper_notes.md", f"predicts\n  {pct(lim['lemma']['fraction'])}%"
+    yield "README.md", f"negative for {adam}% and {sign}% of\nrandom dT"
+    yield "README.md", f"the same 336 networks, {s['wall_seconds']:.0f} s"
+    yield "paper_notes.md", f"float64, in {s['wall_seconds']:.0f} s on 2 CPU cores"
+    yield "paper_notes.md", f"in {pct(s['signsgd_matches_limit_at_smallest_eps'])}% of shared-init checks"
+    k = [pct(ks[o]["theorem_shared"]["fraction_negative"][-1]["fraction"]) for o in ("sgd", "momentum", "adam",
+                                                                                      "signsgd")]
+    yield "paper_notes.md", f"K = 100 in {k[0]}% (SGD),\n  {k[1]}% (momentum), {k[2]}% (Adam) and {k[3]}% (SignSGD)"
 
 
 def mnist_claims():
@@ -192,7 +216,7 @@ def llm_claims():
     yield "README.md", f"its final, resumed invocation took {load(STUDY)['timings']['wall_s']:.0f} s"
 
 
-CLAIMS = [*theory_claims(), *mnist_claims(), *study_claims(), *llm_claims()]
+CLAIMS = [*theory_claims(), *optimizer_claims(), *mnist_claims(), *study_claims(), *llm_claims()]
 
 
 @pytest.mark.parametrize("document,text", CLAIMS, ids=[f"{d}:{t[:50]}" for d, t in CLAIMS])

@@ -9,6 +9,8 @@ Public API (stable; imported by ``mnist_mlp``, ``llm_bridge`` and users' noteboo
 - imitation losses: ``softmax_cross_entropy``, ``kl_divergence``, ``squared_error``, ``get_loss``
 - Lemma 1 / Theorem 1: ``student_update``, ``first_order_update``, ``gauss_newton_quadratic``,
   ``check_lemma1``, ``check_theorem1`` (reports ``Lemma1Report`` / ``Theorem1Report``)
+- beyond gradient descent: ``optimizer_first_step`` (any optax optimizer), ``sign_first_order_update`` (the sign
+  step's eps -> 0 limit), ``k_step_projection`` (K steps), ``make_optimizer``
 - trait-specific geometry (dS - dC against dT - dN): ``trait_specific``, ``trait_specific_from_gram``, ``gram``
 - tolerances by dtype: ``tolerances``
 """
@@ -35,6 +37,13 @@ from theory.losses import (
     softmax_cross_entropy,
     squared_error,
 )
+from theory.optimizers import (
+    KStepReport,
+    k_step_projection,
+    make_optimizer,
+    optimizer_first_step,
+    sign_first_order_update,
+)
 from theory.pytree import (
     check_finite,
     check_same_structure,
@@ -59,4 +68,5 @@ __all__ = [
     "projection", "tree_add", "tree_scale", "tree_sub",
     "TOLERANCES", "Tolerances", "tolerances",
     "TRAIT_SPECIFIC_QUANTITIES", "gram", "trait_specific", "trait_specific_from_gram",
+    "KStepReport", "k_step_projection", "make_optimizer", "optimizer_first_step", "sign_first_order_update",
 ]

@@ -1,4 +1,5 @@
 """`python -m theory`: check Lemma 1 and Theorem 1 over a grid of random networks; print, save JSON and figures.
+`python -m theory --optimizers`: the same networks under SGD, momentum, Adam and SignSGD (first step and K steps).
 
 This is the CLI layer (the outermost): it may draw through `figures` and read real MNIST through `mnist_mlp.data`;
 the `theory` package itself imports neither."""
@@ -27,11 +28,15 @@ def main(
     archs: str | None = typer.Option(None, help=f"comma-separated subset of {','.join(ALL_ARCHS)}"),
     data_dir: Path | None = typer.Option(None, help="MNIST root (torchvision layout); real-digit inputs are "
                                          "skipped when absent (an error where SUBLIMINAL_REQUIRE_DATA=1)"),
+    optimizers: bool = typer.Option(False, "--optimizers", help="run the optimizer axis (Theorem 1 beyond gradient "
+                                    "descent: first steps and K steps of each optimizer) instead of the projection "
+                                    "grid; writes theory_optimizers_SETTINGS.{json,png}"),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ):
-    from figures import theory_projection
+    from figures import theory_optimizers, theory_projection
     from mnist_mlp.data import DataError
     from theory.experiment import table_rows
+    from theory.optimizer_grid import table_rows as optimizer_rows
 
     kw = {"seed": seed, "dtype": dtype}
     if seeds_per_combo is not None:
@@ -43,11 +48,11 @@ def main(
     except ValueError as e:
         raise typer.BadParameter(str(e))
     try:
-        jp, png, data = theory_projection.main(config, out, json_path=json_path, data_dir=data_dir,
-                                               progress=progress)
+        figure = theory_optimizers if optimizers else theory_projection
+        jp, png, data = figure.main(config, out, json_path=json_path, data_dir=data_dir, progress=progress)
     except DataError as e:
         raise SystemExit(f"error: {e}")
-    for line in table_rows(data):
+    for line in (optimizer_rows if optimizers else table_rows)(data):
         print(line)
     print(f"\nwrote {jp}\nwrote {png}")
 

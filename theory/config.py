@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from theory import zoo
+from theory.optimizers import OPTIMIZER_NAMES
 
 N_CLASSES, N_AUX = 10, 3
 AUX = tuple(range(N_CLASSES, N_CLASSES + N_AUX))
@@ -39,6 +40,11 @@ class TheoryConfig:
     eps: tuple[float, ...] = tuple(float(e) for e in np.logspace(-6, 1, 15))
     small_eps_max: float = 1e-4  # acceptance region of the Lemma (eps <= this)
     large_eps_min: float = 1.0  # counter-example region
+    # The optimizer axis (theory.optimizer_grid): first steps at these teacher distances, K-step curves at one.
+    optimizers: tuple[str, ...] = ("sgd", "momentum", "adam", "signsgd")
+    optimizer_eps: tuple[float, ...] = (1e-4, 1e-3, 1e-2)
+    k_steps: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100)
+    k_step_eps: float = 1e-2
 
     def __post_init__(self):
         for a in self.archs:
@@ -55,6 +61,13 @@ class TheoryConfig:
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
         if self.seeds_per_combo < 1 or self.batch < 1:
             raise ValueError("seeds_per_combo and batch must be >= 1")
+        for name in self.optimizers:
+            if name not in OPTIMIZER_NAMES:
+                raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZER_NAMES)}")
+        if not self.optimizer_eps or min(self.optimizer_eps) <= 0 or self.k_step_eps <= 0:
+            raise ValueError("optimizer_eps must name at least one eps, and every eps (and k_step_eps) must be > 0")
+        if not self.k_steps or min(self.k_steps) < 1:
+            raise ValueError(f"k_steps must be positive step counts, got {self.k_steps}")
         if not any(e <= self.small_eps_max for e in self.eps):
             raise ValueError(f"no eps <= small_eps_max={self.small_eps_max} in the sweep {self.eps}")
 

@@ -12,7 +12,8 @@ from figures.common import FIGURES_DIR
 from results import load_json
 
 # file-name prefix -> the figure script that draws it
-PLOTTERS = {"theory_projection_": "figures.theory_projection", "mnist_fig10_": "figures.mnist_fig10",
+PLOTTERS = {"theory_projection_": "figures.theory_projection", "theory_optimizers_": "figures.theory_optimizers",
+            "mnist_fig10_": "figures.mnist_fig10",
             "llm_bridge_": "figures.llm_bridge_fig", "llm_study_": "figures.llm_study_fig"}
 COMMITTED = sorted(FIGURES_DIR.glob("*.json"))
 
