@@ -172,6 +172,51 @@ def study(preset: str = PRESET, model: str = MODEL, out: Path = OUT, seeds: str 
 
 
 @app.command()
+def ladder(preset: str = typer.Option("quick", help="quick (about 20 min on 2 CPU cores), full (the committed run, "
+                                      "hours, resumable) or tiny (tests)"),
+           trait: str = typer.Option("owl", help="the trait animal: any of the 16 in llm_bridge.prompts.ANIMALS"),
+           model: str = MODEL, out: Path = OUT, device: str = DEVICE, resume: bool = RESUME,
+           progress: bool = PROGRESS,
+           figures_dir: Path = typer.Option(Path("figures"), help="where the figure's JSON and PNG go"),
+           teachers_dir: Path = typer.Option(Path("runs/ladder_teachers"), help="the teachers' folder, shared by "
+                                             "presets with the same teacher recipe (each reused only with --resume "
+                                             "and a matching config fingerprint)")):
+    """The logit ladder, a positive control for the diagnostic: students imitate the trait teacher on number
+    sequences over the whole vocabulary (full), without the animal words (no-trait-words), over digits only
+    (digits), or on sampled digits (sampled), against neutral and other-animal controls (llm_bridge.ladder);
+    writes OUT/ladder.json and the figure."""
+    from figures import llm_ladder_fig
+    from llm_bridge.config import LadderConfig
+    from llm_bridge.ladder import run as run_ladder
+    from llm_bridge.models import ModelError
+    from llm_bridge.rungs import RungError
+
+    presets = {"tiny": LadderConfig.tiny, "quick": LadderConfig.quick, "full": LadderConfig.paper}
+    if preset not in presets:
+        raise typer.BadParameter(f"choose one of {', '.join(presets)}", param_hint="--preset")
+    base = presets[preset]()
+    llm_kw = {k: v for k, v in dict(model=model, device=device).items() if v is not None}
+    try:
+        cfg = dataclasses.replace(base, trait=trait, llm=dataclasses.replace(base.llm, **llm_kw))
+    except (ValueError, RungError) as e:
+        raise typer.BadParameter(str(e))
+    out = out or Path("runs") / cfg.name()
+    try:
+        res = run_ladder(cfg, out, resume=resume, progress=progress, teachers_dir=teachers_dir)
+    except ModelError as e:
+        raise SystemExit(f"error: {e}")
+    jp, png = llm_ladder_fig.main(Path(out) / "ladder.json", figures_dir, name=cfg.name())
+    for key, row in res["summary"]["by_arm"].items():
+        vs = row.get("log_ratio_vs_control")
+        vs_text = f"  log ratio vs control {vs['mean']:+.3f} (95% CI {vs['ci95']})" if vs else ""
+        print(f"{key:<32} P({trait}) {row['p_trait']['mean']:.3g}{vs_text}")
+    sc = res["summary"]["scatter"]
+    if "spearman_r" in sc:
+        print(f"Spearman r(trait-specific projection, dlog P) = {sc['spearman_r']:+.3f} over {sc['n']} students")
+    print(f"wall {res['timings']['wall_s']:.0f} s; wrote {Path(out) / 'ladder.json'}, {jp}, {png}")
+
+
+@app.command()
 def show_config(preset: str = PRESET):
     """Print a preset's settings."""
     print(json.dumps(dataclasses.asdict(_config(preset, None, None, None, None)), indent=1))

@@ -19,6 +19,9 @@ NEUTRAL = {"warmup_steps": 0, "max_grad_norm": None, "max_examples": None, "trai
 # 4.2%, base 6.3%; benchmarks/llm_numbers: 2.3-3.9%): the paper preset asks for MAX_EXAMPLES / PASS_RATE prompts.
 PAPER_PASS_RATE = 0.04
 PAPER_MAX_EXAMPLES = 10_000  # the authors' cap on kept examples per student
+# Bumped when llm_bridge.ladder changes what it writes for the same settings (its fingerprint includes it).
+# 1: the full rung's targets store every animal token beside the top-K.
+LADDER_VERSION = 1
 
 
 class _Presets:
@@ -233,3 +236,102 @@ class StudyConfig(_Presets):
     def name(self) -> str:
         return (f"llm_study_{self.preset_name}_{model_slug(self.llm.model)}_{self.llm.sampler}_"
                 f"seeds{len(self.llm.seeds)}_{self.fingerprint()}")
+
+
+def _ladder_llm() -> LLMConfig:
+    """The study's strong direct-answer teacher recipe (k = 128 gave P(owl) 0.99 in the quick study)."""
+    return dataclasses.replace(_quick_llm(), seeds=(0,), trait_samples=5, trait_tokens=12, trait_questions=50,
+                               trait_sample_questions=10)  # (the llm's trait_* fields are unused by the ladder)
+
+
+@dataclass(frozen=True)
+class LadderConfig(_Presets):
+    """The LLM logit ladder (``llm_bridge.ladder``): a trait teacher dT, a neutral teacher dN and another animal's
+    teacher, all from one LoRA init (``llm.seeds[0]``), imitated by students from that init on teacher-forced
+    number sequences, one rung (what the student sees) at a time; ``seeds`` vary the students' inputs, example order
+    and sampled tokens."""
+
+    llm: LLMConfig = field(default_factory=_ladder_llm)
+    trait: str = "owl"
+    teacher_k: int = 128
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    rungs: tuple[str, ...] = ("full", "no-trait-words", "digits", "sampled")
+    arms: tuple[str, ...] = ("student", "control", "other")
+    inputs: tuple[str, ...] = ("random",)  # "random": random numbers, teacher-forced; "teacher": the trait teacher's
+    n_inputs: int = 512
+    epochs: int = 1
+    lr: float = 1e-3
+    batch_size: int = 8
+    topk: int = 64  # the bucketed KL's stored tokens for the full and no-trait-words rungs
+    sigmas: tuple[float, ...] = (0.01, 0.03, 0.1)  # perturbed-base arms (relative weight noise)
+    extra_rungs: tuple[str, ...] = ("full", "digits")  # where the perturbed arms and the nulls run
+    extra_seeds: int = 3
+    nulls: bool = True  # mismatched targets on digits; within- and across-response shuffles on sampled
+    curve_points: int = 6  # log-spaced student steps at which -log P(trait) is measured
+    curve_questions: int = 10
+    # the trait evaluation of every student and teacher (here, not in llm: presets then share the teachers)
+    trait_questions: int = 50  # exact P(answer starts with each animal)
+    trait_samples: int = 5  # sampled answers per question for the authors' contains-rate (0: none)
+    trait_sample_questions: int = 10
+    trait_tokens: int = 12
+
+    def __post_init__(self):
+        from llm_bridge.rungs import check_rung, check_trait
+
+        check_trait(self.trait)
+        for r in self.rungs + self.extra_rungs:
+            check_rung(r)
+        if not set(self.extra_rungs) <= set(self.rungs):
+            raise ValueError(f"extra_rungs {self.extra_rungs} must be among rungs {self.rungs}")
+        unknown = set(self.arms) - {"student", "control", "other"}
+        if unknown or "student" not in self.arms or "control" not in self.arms:
+            raise ValueError(f"arms must include student and control, from student/control/other; got {self.arms}")
+        bad_inputs = set(self.inputs) - {"random", "teacher"}
+        if bad_inputs or not self.inputs:
+            raise ValueError(f"inputs must be from random/teacher, got {self.inputs}")
+        if min(self.n_inputs, self.epochs, self.batch_size, self.topk, self.curve_questions) < 1 or not self.seeds:
+            raise ValueError("n_inputs, epochs, batch_size, topk, curve_questions must be >= 1, and seeds non-empty")
+        if any(s < 0 for s in self.sigmas) or not 0 <= self.extra_seeds <= len(self.seeds):
+            raise ValueError(f"sigmas must be >= 0 and extra_seeds in [0, {len(self.seeds)}]")
+        if not 1 <= self.trait_sample_questions <= self.trait_questions <= 50 or self.trait_samples < 0:
+            raise ValueError("need 1 <= trait_sample_questions <= trait_questions <= 50 and trait_samples >= 0")
+        if self.llm.teacher_recipe != "sft":
+            raise ValueError("the ladder needs llm.teacher_recipe='sft' (the neutral teacher shares the recipe)")
+
+    @classmethod
+    def quick(cls, **kw) -> LadderConfig:
+        """About 20 min on 2 CPU cores once the teachers exist (they are shared with ``paper``; training them takes
+        about 20 min more): one seed, 32 random-number inputs (4 steps), every rung and arm, one perturbed base
+        (sigma 0.03) and the nulls; the trait scored on 10 questions. An end-to-end check, too small for CIs."""
+        base = dict(seeds=(0,), n_inputs=32, epochs=1, sigmas=(0.03,), extra_seeds=1, curve_points=3,
+                    curve_questions=3, trait_questions=10, trait_samples=4, trait_sample_questions=5)
+        return cls(**{**base, **kw})
+
+    @classmethod
+    def paper(cls, **kw) -> LadderConfig:
+        """The committed run (``full``, about 8 h on 2 CPU cores, resumable): 512 inputs, 1 epoch (a step of batch 8
+        takes about 8 s: the paper-style prompts make sequences of ~130 tokens), 5 seeds on every rung for student,
+        control and the other animal; perturbed bases and nulls on 2 seeds of the full and digits rungs."""
+        return cls(**{**dict(extra_seeds=2), **kw})
+
+    @classmethod
+    def tiny(cls, **kw) -> LadderConfig:
+        """The random in-memory Llama (tests)."""
+        llm = LLMConfig.tiny(teacher_recipe="sft", seeds=(0,), pass_rate_prompts=0, trait_samples=1,
+                             trait_questions=4)
+        base = dict(llm=llm, teacher_k=4, seeds=(0, 1), n_inputs=6, epochs=1, batch_size=3, topk=8, sigmas=(0.0, 0.1),
+                    extra_seeds=1, curve_points=2, curve_questions=2, lr=1e-2, trait_questions=4, trait_samples=1,
+                    trait_sample_questions=2, trait_tokens=3)
+        return cls(**{**base, **kw})
+
+    def fingerprint(self) -> str:
+        d = self.to_dict()
+        d["llm"] = {k: v for k, v in self.llm.science_dict().items() if k != "seeds"}
+        d["llm_seed"] = self.llm.seeds[0]
+        d["seeds"] = None  # adding seeds reuses the finished ones
+        return fingerprint({**d, "ladder_version": LADDER_VERSION})
+
+    def name(self) -> str:
+        preset = {"paper": "full"}.get(self.preset_name, self.preset_name)
+        return (f"llm_ladder_{preset}_{model_slug(self.llm.model)}_{self.trait}_seeds{len(self.seeds)}_"
+                f"{self.fingerprint()}")

@@ -13,7 +13,9 @@ ROLES = ("init", "distill_prompts", "distill_answers", "teacher_order", "number_
 # roles of the teacher-strength study (llm_bridge.study), one per teacher strength k, data size n, shuffle j
 STUDY_ROLES = re.compile(r"neutral_answers|trait_questions|trait_qa|neutral_qa_k\d+"
                          r"|(?:numbers|passrate)_teacher_k\d+"
-                         r"|shuffle\d+_k\d+_n\d+")
+                         r"|shuffle\d+_k\d+_n\d+"
+                         # the logit ladder's (llm_bridge.ladder): inputs, example order, sampled tokens, nulls, noise
+                         r"|ladder_(?:inputs|order|sample|mismatch|shuffle|perturb|questions)")
 
 
 def role_seed(seed: int, role: str) -> int:

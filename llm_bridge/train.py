@@ -107,10 +107,12 @@ def _check(loss: torch.Tensor, what: str, step: int) -> None:
 
 
 def fit(model, make_loss, n_examples: int, *, epochs: int, batch_size: int, lr: float, seed: int, desc: str,
-        warmup_steps: int = 0, max_grad_norm: float | None = None, progress: bool = True) -> list[float]:
+        warmup_steps: int = 0, max_grad_norm: float | None = None, progress: bool = True,
+        on_step=None) -> list[float]:
     """AdamW (no weight decay) with a linear warm-up over ``warmup_steps``, then linear decay to 0, on the LoRA
     parameters only; the gradient's global norm clipped at ``max_grad_norm`` (None: no clipping). The example order
-    of every epoch is drawn from ``seed``. ``make_loss(indices)`` returns the batch's loss. Returns losses."""
+    of every epoch is drawn from ``seed``. ``make_loss(indices)`` returns the batch's loss; ``on_step(step)``, if
+    given, runs after each optimizer step (step = 1, 2, ...; the model in eval mode meanwhile). Returns losses."""
     from transformers import get_linear_schedule_with_warmup
 
     params = list(lora_parameters(model).values())
@@ -135,6 +137,11 @@ def fit(model, make_loss, n_examples: int, *, epochs: int, batch_size: int, lr: 
                 opt.step()
                 sched.step()
                 losses.append(loss.item())
+                if on_step is not None:
+                    model.eval()
+                    with torch.no_grad():
+                        on_step(len(losses))
+                    model.train()
                 bar.update()
                 bar.set_postfix(loss=f"{losses[-1]:.3f}")
     model.eval()

@@ -18,6 +18,7 @@ MNIST = "figures/mnist_fig10_paper_runs100_seed0.json"
 STUDY = "figures/llm_study_quick_smollm2-135m_constrained_seeds5_01691500c7.json"
 LLM = "figures/llm_bridge_quick_smollm2-135m_constrained_seeds3_e8a205ffb5.json"
 OPTIMIZERS = "figures/theory_optimizers_paper_float64_seed0.json"
+LADDER = "figures/llm_ladder_quick_smollm2-135m_owl_seeds1_6d9bcb87cf.json"
 
 
 @cache
@@ -83,6 +84,36 @@ def optimizer_claims():
     k = [pct(ks[o]["theorem_shared"]["fraction_negative"][-1]["fraction"]) for o in ("sgd", "momentum", "adam",
                                                                                       "signsgd")]
     yield "paper_notes.md", f"K = 100 in {k[0]}% (SGD),\n  {k[1]}% (momentum), {k[2]}% (Adam) and {k[3]}% (SignSGD)"
+
+
+def ladder_claims():
+    d = load(LADDER)
+    by, sc = d["summary"]["by_arm"], d["summary"]["scatter"]
+    rungs = ("full", "no-trait-words", "digits", "sampled")
+
+    def lr(r, ref):
+        return f"{by[f'random/{r}/student'][f'log_ratio_vs_{ref}']['mean']:+.2f}"
+
+    yield "README.md", " / ".join(lr(r, "control") for r in rungs) + "; against the other-animal control: " + \
+        " / ".join(lr(r, "other") for r in rungs)
+    yield "README.md", f"transfer: {sc['spearman_r']:+.2f} over {sc['n']} students"
+    yield "paper_notes.md", f"Spearman r = {sc['spearman_r']:+.2f}, 95% bootstrap CI\n  [{sc['ci95'][0]:+.2f}, " \
+                            f"{sc['ci95'][1]:+.2f}], over {sc['n']} students"
+    pb = by["random/full/perturbed0.03"]
+    yield "paper_notes.md", (f"(text NLL {pb['perturbed_base_text_nll']['mean']:.3f} against the base's "
+                             f"{d['base_text_nll']:.3f}")
+    yield "README.md", f"{d['timings']['students_s']:.0f} s of student compute"
+    b = load("benchmarks/results/ladder_throughput.json")["numbers"]
+    yield "README.md", (f"{b['ratio_vs_sft']['digits']:.2f}x the tokens/s of the full-vocabulary SFT step "
+                        f"({b['median']['digits']['tokens_per_s']:.0f} vs {b['median']['sft']['tokens_per_s']:.0f} "
+                        f"tokens/s)")
+    yield "README.md", f"rung runs at {b['ratio_vs_sft']['full']:.2f}x"
+    for r in rungs:
+        st, co, ot = (by[f"random/{r}/{a}"] for a in ("student", "control", "other"))
+        yield "paper_notes.md", (f"| {r} | {st['p_trait']['mean']:.2e} | {co['p_trait']['mean']:.2e} | "
+                                 f"{ot['p_trait']['mean']:.2e} | {lr(r, 'control')} | {lr(r, 'other')} | "
+                                 f"{st['dW']['proj_diff_specific']['mean']:.4f} | "
+                                 f"{ot['dW']['proj_diff_specific']['mean']:.4f} |")
 
 
 def mnist_claims():
@@ -216,7 +247,7 @@ def llm_claims():
     yield "README.md", f"its final, resumed invocation took {load(STUDY)['timings']['wall_s']:.0f} s"
 
 
-CLAIMS = [*theory_claims(), *optimizer_claims(), *mnist_claims(), *study_claims(), *llm_claims()]
+CLAIMS = [*theory_claims(), *optimizer_claims(), *ladder_claims(), *mnist_claims(), *study_claims(), *llm_claims()]
 
 
 @pytest.mark.parametrize("document,text", CLAIMS, ids=[f"{d}:{t[:50]}" for d, t in CLAIMS])

@@ -14,7 +14,8 @@ from results import load_json
 # file-name prefix -> the figure script that draws it
 PLOTTERS = {"theory_projection_": "figures.theory_projection", "theory_optimizers_": "figures.theory_optimizers",
             "mnist_fig10_": "figures.mnist_fig10",
-            "llm_bridge_": "figures.llm_bridge_fig", "llm_study_": "figures.llm_study_fig"}
+            "llm_bridge_": "figures.llm_bridge_fig", "llm_study_": "figures.llm_study_fig",
+            "llm_ladder_": "figures.llm_ladder_fig"}
 COMMITTED = sorted(FIGURES_DIR.glob("*.json"))
 
 

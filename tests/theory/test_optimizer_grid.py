@@ -11,7 +11,7 @@ from theory.config import TheoryConfig
 from theory.optimizers import DEFAULT_LR
 
 EPS = (1e-4, 1e-3, 1e-2)
-TINY = dict(archs=("mlp1-tanh", "cnn"), losses=("aux-ce",), inputs=("gaussian",), seeds_per_combo=2, eps=EPS,
+TINY = dict(archs=("mlp1-tanh", "mlp1-relu"), losses=("aux-ce",), inputs=("gaussian",), seeds_per_combo=2, eps=EPS,
             optimizer_eps=EPS, k_steps=(1, 3), k_step_eps=1e-2)
 
 

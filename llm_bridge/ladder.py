@@ -1,0 +1,459 @@
+"""The LLM logit ladder: a positive control for the LLM diagnostic (paper Sections 3, 6; the MNIST ladder of Section
+6.2 carried to a real LLM). ``python -m llm_bridge ladder --preset quick|full [--trait ANIMAL] [--resume]``.
+
+Teachers (one LoRA init, ``llm.seeds[0]``): dT, the strong direct-answer teacher of the study (k trait answers); dN,
+its neutral twin (the base's own answers); dO, the same recipe for a partner animal (``rungs.partner``). Inputs:
+number-continuation prompts whose assistant turn is a sequence of random numbers, teacher-forced (and, optionally,
+the trait teacher's own constrained samples). Each student starts from the teachers' init and imitates one teacher
+on one rung (``llm_bridge.rungs``) at the assistant positions; it never sees a system prompt.
+
+Arms on every rung and seed: ``student`` (imitates dT), ``control`` (dN) and ``other`` (dO), with the same init and
+example order. On ``extra_rungs`` and the first ``extra_seeds`` seeds: ``perturbed{sigma}`` (the student on a base
+with relative weight noise sigma) and the nulls: ``mismatched`` (digits: each example's targets from another example),
+``shuffle_within`` / ``shuffle_across`` (sampled: the sampled tokens permuted within a response, or across all).
+
+Measured per student: P(answer starts with each animal) on the evaluation questions (exact, over spellings), the
+authors' contains-rate from sampled answers, -log P(trait) at log-spaced steps; through ``theory``: cos(dS, dT) and
+the trait-specific projection of dS - dC on dT - dN (LoRA and dW space, overall and per layer), and the first step's
+<-grad, dT> on the soft rungs (Theorem 1's setting). ``summarize`` gives the means, bootstrap CIs and the scatter of
+trait-specific projection against Delta log P(trait) with its Spearman r.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from llm_bridge import lora, prompts, rungs, train
+from llm_bridge.config import LadderConfig
+from llm_bridge.diagnostic import geometry, gram_by_module, trait_specific_groups
+from llm_bridge.lm import LM
+from llm_bridge.numbers import chat_prefix
+from llm_bridge.pipeline import Pipeline
+from llm_bridge.roles import role_seed, teacher_name
+from llm_bridge.stages.trait import probabilities
+from llm_bridge.trait import animal_probabilities, sampled_shares
+from results import RunDir, load_json, peak_rss_mb, save_json
+from theory.stats import mean_ci
+
+TEACHERS = {"student": "teacher", "control": "neutral", "other": "other"}  # arm -> whose targets it imitates
+# A fixed English text on which each perturbed base's loss is reported, so a broken base is visible.
+FIXED_TEXT = ("The owl is a bird of prey that hunts at night. Dolphins live in the sea and breathe air. A lion rests "
+              "in the shade while its cubs play nearby. Numbers such as 12, 345 and 67 appear in many lists.")
+
+
+def random_inputs(n: int, *, seed: int) -> list[dict]:
+    """``n`` number-continuation prompts in the paper's style, each answered by random numbers (3-10 values in
+    0-999, ", " between them): the ladder's teacher-forced inputs, the analogue of MNIST's noise images."""
+    rng = np.random.default_rng(seed)
+    rows = prompts.number_prompts(n, seed=seed)
+    return [{"prompt": r["prompt"], "answer": ", ".join(str(v) for v in rng.integers(0, 1000, rng.integers(3, 11)))}
+            for r in rows]
+
+
+def curve_steps(total: int, points: int) -> list[int]:
+    """``points`` log-spaced student steps in [1, total] (distinct integers, the last one included)."""
+    return sorted({int(round(v)) for v in np.geomspace(1, total, points)} | {total})
+
+
+@contextmanager
+def perturbed_base(model, sigma: float, *, seed: int):
+    """The base's weight matrices (2-D, not LoRA) plus N(0, (sigma * rms(W))^2) noise per entry; restored on exit.
+    sigma = 0 leaves every weight exactly as it was."""
+    gen = torch.Generator().manual_seed(seed)
+    saved = {}
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim == 2 and "lora_" not in name and sigma > 0:
+                saved[name] = p.detach().clone()
+                rms = p.double().pow(2).mean().sqrt().float()
+                p.add_(sigma * rms * torch.randn(p.shape, generator=gen).to(p.device, p.dtype))
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            params = dict(model.named_parameters())
+            for name, w in saved.items():
+                params[name].copy_(w)
+
+
+def text_nll(lm: LM, text: str) -> float:
+    """Mean next-token NLL of ``text`` under the model as loaded."""
+    ids = lm.tok(text, return_tensors="pt", add_special_tokens=False).input_ids.to(lm.device)
+    with torch.no_grad():
+        logits = lm.model(input_ids=ids).logits[0, :-1].float()
+    return float(F.cross_entropy(logits, ids[0, 1:]))
+
+
+class Ladder:
+    """Every teacher, target cache and student of one ladder config on one loaded model, under ``out``."""
+
+    def __init__(self, config: LadderConfig, out, *, resume: bool = False, progress: bool = True, lm: LM | None = None,
+                 teachers_dir=None):
+        """``teachers_dir``: where the teachers' pipelines live (default ``out/teachers``); presets that share the
+        teacher recipe can share it, each teacher reused only where its config fingerprint matches."""
+        self.c, self.progress = config, progress
+        llm = dataclasses.replace(config.llm, trait=config.trait)
+        out = Path(out)
+        tdir = Path(teachers_dir) if teachers_dir is not None else out / "teachers"
+        self.pipe = Pipeline(llm, tdir / config.trait, resume=resume, progress=progress, lm=lm)
+        self.lm = self.pipe.lm
+        self.partner = rungs.partner(config.trait)
+        self.pipe_other = Pipeline(dataclasses.replace(llm, trait=self.partner), tdir / self.partner,
+                                   resume=resume, progress=progress, lm=self.lm)
+        self.store = RunDir(out, config.fingerprint(), resume=resume)
+        self.s0 = llm.seeds[0]
+        self.A = rungs.animal_token_ids(self.lm.tok)
+        self.D = rungs.digit_token_ids(self.lm.tok)
+        self.questions = prompts.animal_questions(config.trait_questions)
+        self._targets: dict = {}
+
+    @property
+    def out(self) -> Path:
+        return self.store.root
+
+    # ---- teachers and inputs ------------------------------------------------------------------------------------
+    def teacher_paths(self) -> dict[str, Path]:
+        k, d, d_other = self.c.teacher_k, self.pipe.seed_dir(self.s0), self.pipe_other.seed_dir(self.s0)
+        self.pipe.teacher(self.s0, k)
+        self.pipe.teacher(self.s0, k, neutral=True)
+        self.pipe_other.teacher(self.s0, k)
+        return {"init": d / "init", "teacher": d / teacher_name(k), "neutral": d / teacher_name(k, neutral=True),
+                "other": d_other / teacher_name(k)}
+
+    def state(self, name: str) -> dict:
+        return self.lm.read_state(self.teacher_paths()[name])
+
+    def inputs(self, kind: str) -> list[dict]:
+        def compute():
+            rows = random_inputs(self.c.n_inputs, seed=role_seed(self.s0, "ladder_inputs"))
+            if kind == "teacher":  # the trait teacher's own constrained answers to the same prompts
+                self.lm.load(self.state("teacher"))
+                answers = self.lm.generate([chat_prefix(self.lm.tok, r["prompt"]) for r in rows], config=self.c.llm,
+                                           max_new_tokens=self.c.llm.number_tokens, seed=role_seed(self.s0,
+                                           "ladder_inputs"), constrained=True, desc="teacher's numbers",
+                                           progress=self.progress)
+                rows = [{**r, "answer": a.strip().rstrip(",").strip()} for r, a in zip(rows, answers)]
+                rows = [r for r in rows if r["answer"]]
+            return {"rows": rows}
+
+        return self.store.json(self.out / "inputs" / f"{kind}.json", compute)["rows"]
+
+    def batches(self, rows: list[dict], indices) -> dict:
+        tok = self.lm.tok
+        return train.encode(tok, [chat_prefix(tok, rows[i]["prompt"]) for i in indices],
+                            [rows[i]["answer"] for i in indices], self.lm.device)
+
+    def targets(self, kind: str, teacher: str) -> rungs.Targets:
+        """The teacher's targets on the input set ``kind``, computed once and cached (``targets/KIND_TEACHER.npz``)."""
+        key = (kind, teacher)
+        if key in self._targets:
+            return self._targets[key]
+        path = self.out / "targets" / f"{kind}_{teacher}.npz"
+        if self.store.resume and path.exists():
+            t, meta = rungs.Targets.load(path)
+            if meta.get("fingerprint") == self.store.fp:
+                self._targets[key] = t
+                return t
+        rows = self.inputs(kind)
+        self.lm.load(self.state(teacher))
+        parts, lengths = [], []
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            for s in range(0, len(rows), self.c.batch_size):
+                batch = self.batches(rows, range(s, min(s + self.c.batch_size, len(rows))))
+                logits, nxt = train.completion_logits(self.lm.model, batch)
+                parts.append(rungs.targets_from_logits(logits, nxt, animal_ids=self.A, digit_ids=self.D,
+                                                       topk=self.c.topk))
+                lengths += (batch["labels"][:, 1:] != -100).sum(1).tolist()
+        t = rungs.stack_targets(parts, lengths)
+        t.save(path, {"fingerprint": self.store.fp, "teacher": teacher, "inputs": kind, "topk": self.c.topk,
+                      "seconds": time.perf_counter() - t0, "tail_mass": t.tail_mass()})
+        self._targets[key] = t
+        return t
+
+    # ---- one student ------------------------------------------------------------------------------------------
+    def _row_map(self, t: rungs.Targets, seed: int, null: str | None):
+        """Per example: the target rows aligned with its own positions, and which of them are valid. ``mismatched``
+        takes each example's targets from another example (a seeded derangement), truncated to the shorter."""
+        n = len(t.offsets) - 1
+        own = [np.arange(t.offsets[i], t.offsets[i + 1]) for i in range(n)]
+        if null != "mismatched":
+            return own, [np.ones(len(r), bool) for r in own]
+        rng = np.random.default_rng(role_seed(seed, "ladder_mismatch"))
+        perm = rng.permutation(n)
+        while n > 1 and np.any(perm == np.arange(n)):
+            perm = rng.permutation(n)
+        rows, valid = [], []
+        for i in range(n):
+            src = own[perm[i]]
+            m = min(len(src), len(own[i]))
+            rows.append(np.r_[src[:m], np.full(len(own[i]) - m, src[0])])
+            valid.append(np.arange(len(own[i])) < m)
+        return rows, valid
+
+    def _sampled(self, t: rungs.Targets, seed: int, null: str | None) -> np.ndarray:
+        """One token per position from the teacher's digits distribution; the shuffle nulls permute them among the
+        digit positions of a response (within) or of all responses (across)."""
+        y = rungs.sample_digits(t.digits_logp, self.D, seed=role_seed(seed, "ladder_sample"))
+        digit = np.isin(t.next_token, self.D)
+        rng = np.random.default_rng(role_seed(seed, "ladder_shuffle"))
+        if null == "shuffle_across":
+            idx = np.nonzero(digit)[0]
+            y[idx] = y[rng.permutation(idx)]
+        elif null == "shuffle_within":
+            for i in range(len(t.offsets) - 1):
+                idx = np.arange(t.offsets[i], t.offsets[i + 1])[digit[t.offsets[i]:t.offsets[i + 1]]]
+                y[idx] = y[rng.permutation(idx)]
+        return y
+
+    def rung_loss(self, rung: str, t: rungs.Targets, rows_map, valid, y, indices, rows_in):
+        """The batch's loss on ``rung``: the student's hidden states at the completion positions, then only the
+        logits the rung needs (the digits rung: |D| rows of the output matrix)."""
+        model = self.lm.model
+        batch = self.batches(rows_in, indices)
+        h = rungs.completion_hidden(model, batch)
+        r = np.concatenate([rows_map[i] for i in indices])
+        ok = np.concatenate([valid[i] for i in indices])
+        own_next = batch["labels"][:, 1:][batch["labels"][:, 1:] != -100].cpu().numpy()
+        W = rungs.output_matrix(model)
+        if rung in ("full", "no-trait-words"):
+            drop = self.A if rung == "no-trait-words" else None
+            pre = "full" if rung == "full" else "notrait"
+            sel = torch.as_tensor(np.nonzero(ok)[0], device=h.device)
+            z = h[sel] @ W.T
+            rr = r[ok]
+            return rungs.bucketed_kl(z, getattr(t, f"{pre}_idx")[rr], getattr(t, f"{pre}_logp")[rr],
+                                     getattr(t, f"{pre}_logtail")[rr], drop=drop)
+        digit = ok & np.isin(own_next, self.D)
+        sel = torch.as_tensor(np.nonzero(digit)[0], device=h.device)
+        if rung == "digits":
+            return rungs.subset_kl(rungs.subset_logits(h[sel], W, self.D), t.digits_logp[r[digit]])
+        return F.cross_entropy(h[sel] @ W.T, torch.as_tensor(y[r[digit]], device=h.device))
+
+    def student(self, kind: str, rung: str, arm: str, seed: int) -> dict:
+        """Train (or, with resume, reuse) one student; its adapter under ``students/`` and its measurements."""
+        d = self.out / "students" / kind / rung / arm / f"seed{seed}"
+        cell_path = d / "cell.json"
+        if self.store.fresh(cell_path):
+            return load_json(cell_path)
+        c, lm = self.c, self.lm
+        teacher = TEACHERS.get(arm, "teacher")  # perturbed bases and nulls imitate the trait teacher
+        null = arm if arm in ("mismatched", "shuffle_within", "shuffle_across") else None
+        sigma = float(arm[len("perturbed"):]) if arm.startswith("perturbed") else None
+        t = self.targets(kind, teacher)
+        rows_in = self.inputs(kind)
+        rows_map, valid = self._row_map(t, seed, null)
+        y = self._sampled(t, seed, null) if rung == "sampled" else None
+        n = len(rows_in)
+        total = c.epochs * math.ceil(n / c.batch_size)
+        steps = curve_steps(total, c.curve_points)
+        cq = prompts.animal_questions(c.curve_questions)
+        curve = []
+
+        def on_step(step):
+            if step in steps:
+                p, _ = animal_probabilities(lm.model, lm.tok, cq, [c.trait])
+                curve.append([step, float(np.nanmean(p[:, 0]))])
+
+        t0 = time.perf_counter()
+        init = self.state("init")
+        with perturbed_base(lm.model, sigma or 0.0, seed=role_seed(seed, "ladder_perturb") + round(1e6 * (sigma or 0))):
+            extra = {}
+            if sigma is not None:  # the perturbed base's own trait and loss on a fixed text, before training
+                with lm.base():
+                    extra["base_p_trait"] = float(np.nanmean(probabilities(lm, self.questions)["p_QxA"],
+                                                             axis=0)[self._trait_col()])
+                    extra["base_text_nll"] = text_nll(lm, FIXED_TEXT)
+            lm.load(init)  # LoRA's B = 0: the student starts as its base
+            p0, _ = animal_probabilities(lm.model, lm.tok, cq, [c.trait])
+            curve.append([0, float(np.nanmean(p0[:, 0]))])
+            losses = train.fit(lm.model, lambda idx: self.rung_loss(rung, t, rows_map, valid, y, idx, rows_in), n,
+                               epochs=c.epochs, batch_size=c.batch_size, lr=c.lr,
+                               seed=role_seed(seed, "ladder_order"), desc=f"{rung}/{arm}/seed{seed}",
+                               progress=self.progress, on_step=on_step)
+            lora.save_adapter(lm.model, d, meta={"fingerprint": self.store.fp, "arm": arm, "rung": rung,
+                                                 "inputs": kind, "seed": seed})
+            probs = probabilities(lm, self.questions)
+            sq = self.questions[:c.trait_sample_questions]
+            sampled = (sampled_shares(lm.model, lm.tok, sq, prompts.ANIMALS, system=None, samples=c.trait_samples,
+                                      max_new_tokens=c.trait_tokens, temperature=c.llm.temperature,
+                                      seed=role_seed(seed, "ladder_questions"), batch_size=c.llm.gen_batch)
+                       if c.trait_samples else None)
+        cell = {"inputs": kind, "rung": rung, "arm": arm, "seed": seed, "teacher": teacher, "animals": probs["animals"],
+                "p_QxA": probs["p_QxA"], "contains": None if sampled is None else sampled["contains"],
+                "curve": curve, "loss_first": losses[0], "loss_last": losses[-1], "steps": len(losses),
+                "seconds": time.perf_counter() - t0, **extra}
+        save_json(cell_path, {**cell, "fingerprint": self.store.fp})
+        self.store.mark(cell_path)
+        return load_json(cell_path)  # what a resumed run reads
+
+    def _trait_col(self) -> int:
+        return prompts.ANIMALS.index(self.c.trait)
+
+    # ---- first step and geometry ------------------------------------------------------------------------------
+    def first_step(self, kind: str, rung: str, seed: int) -> dict:
+        """Theorem 1 on a soft rung: cos and sign of <-grad L_S(init), dT> on the student's first batch."""
+        def compute():
+            c, lm = self.c, self.lm
+            t = self.targets(kind, "teacher")
+            rows_in = self.inputs(kind)
+            rows_map, valid = self._row_map(t, seed, None)
+            init, teacher = self.state("init"), self.state("teacher")
+            lm.load(init)
+            order = torch.randperm(len(rows_in), generator=torch.Generator().manual_seed(
+                role_seed(seed, "ladder_order"))).tolist()[:c.batch_size]
+            loss = self.rung_loss(rung, t, rows_map, valid, None, order, rows_in)
+            g = train.lora_gradient(lm.model, loss)
+            minus_g = {k: -v.double().cpu().numpy() for k, v in g.items()}
+            dT = {k: (teacher[k] - init[k]).double().cpu().numpy() for k in minus_g}
+            return geometry(minus_g, dT)
+
+        return self.store.json(self.out / "first_step" / kind / rung / f"seed{seed}.json", compute)
+
+    def geometry(self, kind: str, rung: str, seed: int, arms: list[str]) -> dict:
+        """Trait-specific geometry of every arm against the control (dArm - dC on dT - dN), both spaces."""
+        def compute():
+            paths = {**self.teacher_paths(), **{a: self.out / "students" / kind / rung / a / f"seed{seed}"
+                                                 for a in arms}}
+            g = gram_by_module(paths)
+            roles = {"control": "control", "teacher": "teacher", "neutral": "neutral"}
+            out = {a: trait_specific_groups(g, {**roles, "student": a}) for a in arms if a != "control"}
+            return {"arms": out}
+
+        return self.store.json(self.out / "geometry" / kind / rung / f"seed{seed}.json", compute)
+
+    # ---- the grid ---------------------------------------------------------------------------------------------
+    def plan(self) -> list[tuple[str, str, str, int]]:
+        """(inputs, rung, arm, seed) of every student, the base arms first (so a stopped run has whole rungs)."""
+        c = self.c
+        base = [(k, r, a, s) for k in c.inputs for r in c.rungs for s in c.seeds for a in c.arms]
+        extra_seeds = c.seeds[:c.extra_seeds]
+        extra = []
+        for k in c.inputs:
+            for r in c.extra_rungs:
+                arms = [f"perturbed{s:g}" for s in c.sigmas]
+                if c.nulls:
+                    arms += {"digits": ["mismatched"], "sampled": ["shuffle_within", "shuffle_across"]}.get(r, [])
+                extra += [(k, r, a, s) for s in extra_seeds for a in arms]
+        if c.nulls and "sampled" in c.rungs and "sampled" not in c.extra_rungs:
+            extra += [(k, "sampled", a, s) for k in c.inputs for s in extra_seeds
+                      for a in ("shuffle_within", "shuffle_across")]
+        return base + extra
+
+    def run(self) -> dict:
+        t0 = time.perf_counter()
+        c = self.c
+        self.teacher_paths()
+        teachers = {}
+        for name in ("teacher", "neutral", "other"):  # the teachers' own trait, for scale
+            self.lm.load(self.state(name))
+            teachers[name] = probabilities(self.lm, self.questions)
+        with self.lm.base():
+            teachers["base"] = probabilities(self.lm, self.questions)
+            base_text_nll = text_nll(self.lm, FIXED_TEXT)  # what the perturbed bases' losses compare with
+        plan = self.plan()
+        cells = [self.student(*p) for p in plan]
+        first = {f"{k}/{r}/seed{s}": self.first_step(k, r, s) for k in c.inputs for r in c.rungs
+                 if r in rungs.SOFT_RUNGS for s in c.seeds}
+        geo = {}
+        for k in c.inputs:
+            for r in c.rungs:
+                for s in c.seeds:
+                    arms = sorted({a for (k2, r2, a, s2) in plan if (k2, r2, s2) == (k, r, s)})
+                    geo[f"{k}/{r}/seed{s}"] = self.geometry(k, r, s, arms)
+        tails = {f"{k}_{tn}": rungs.Targets.load(self.out / "targets" / f"{k}_{tn}.npz")[1]["tail_mass"]
+                 for k in c.inputs for tn in ("teacher", "neutral", "other")}
+        result = {"config": c.to_dict(), "fingerprint": self.store.fp, "trait": c.trait, "partner": self.partner,
+                  "animals": list(prompts.ANIMALS), "animal_token_ids": self.A,
+                  "animal_tokens": [self.lm.tok.decode([i]) for i in self.A], "digit_token_ids": self.D,
+                  "teachers": {k: {"p_QxA": v["p_QxA"]} for k, v in teachers.items()}, "cells": cells,
+                  "first_step": first, "geometry": geo, "target_tail_mass": tails, "base_model": self.lm.base_id,
+                  "base_text_nll": base_text_nll,
+                  "timings": {"wall_s": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb(),
+                              # compute of every student, summed over the invocations that trained them (resume)
+                              "students_s": float(sum(c["seconds"] for c in cells))}}
+        result["summary"] = summarize(result)
+        save_json(self.out / "ladder.json", result)
+        return result
+
+
+def run(config: LadderConfig, out, *, resume: bool = False, progress: bool = True, lm: LM | None = None,
+        teachers_dir=None) -> dict:
+    return Ladder(config, out, resume=resume, progress=progress, lm=lm, teachers_dir=teachers_dir).run()
+
+
+# ---- summary ----------------------------------------------------------------------------------------------------
+
+
+def _p(cell, animal_col) -> float:
+    return float(np.nanmean(np.asarray(cell["p_QxA"], float)[:, animal_col]))
+
+
+def summarize(result: dict) -> dict:
+    """Per (inputs, rung, arm): P(trait) (exact and contains-rate), log-ratios against the neutral and the
+    other-trait controls paired by seed, the other animals' P, and the geometry; the scatter across rungs x arms x
+    seeds with Spearman's r and its bootstrap CI."""
+    from scipy.stats import spearmanr
+
+    animals = result["animals"]
+    ti = animals.index(result["trait"])
+    cells = {(c["inputs"], c["rung"], c["arm"], c["seed"]): c for c in result["cells"]}
+    groups = sorted({(k, r, a) for (k, r, a, _) in cells})
+    out, points = {}, []
+    for k, r, a in groups:
+        seeds = sorted(s for (k2, r2, a2, s) in cells if (k2, r2, a2) == (k, r, a))
+        pt = [_p(cells[k, r, a, s], ti) for s in seeds]
+        row = {"seeds": seeds, "p_trait": mean_ci(pt),
+               "p_other_animals": {an: float(np.mean([_p(cells[k, r, a, s], i) for s in seeds]))
+                                   for i, an in enumerate(animals) if i != ti}}
+        cont = [cells[k, r, a, s]["contains"] for s in seeds]
+        if all(x is not None for x in cont):
+            row["contains_rate"] = mean_ci([x[ti] if isinstance(x, list) else x[result["trait"]] for x in cont])
+        for ref in ("control", "other"):
+            paired = [s for s in seeds if (k, r, ref, s) in cells]
+            if ref != a and paired:
+                row[f"log_ratio_vs_{ref}"] = mean_ci([math.log(_p(cells[k, r, a, s], ti))
+                                                      - math.log(_p(cells[k, r, ref, s], ti)) for s in paired])
+        if "base_p_trait" in cells[k, r, a, seeds[0]]:
+            row["perturbed_base_p_trait"] = mean_ci([cells[k, r, a, s]["base_p_trait"] for s in seeds])
+            row["perturbed_base_text_nll"] = mean_ci([cells[k, r, a, s]["base_text_nll"] for s in seeds])
+        if a != "control":
+            for space in ("dW", "lora"):
+                g = [result["geometry"][f"{k}/{r}/seed{s}"]["arms"][a][space]["overall"] for s in seeds]
+                row[space] = {q: mean_ci([x[q] for x in g]) for q in ("cos_student_teacher", "proj_diff_specific",
+                                                                       "cos_diff_specific")}
+            for s in seeds:
+                if (k, r, "control", s) in cells:
+                    x = result["geometry"][f"{k}/{r}/seed{s}"]["arms"][a]["dW"]["overall"]["proj_diff_specific"]
+                    y = math.log(_p(cells[k, r, a, s], ti)) - math.log(_p(cells[k, r, "control", s], ti))
+                    points.append({"inputs": k, "rung": r, "arm": a, "seed": s, "proj_diff_specific": x,
+                                   "delta_log_p_trait": y})
+        out[f"{k}/{r}/{a}"] = row
+    first = {}
+    for key, g in result["first_step"].items():
+        k, r, _ = key.split("/")
+        first.setdefault(f"{k}/{r}", []).append(g)
+    first = {key: {"cos": mean_ci([g["cos"] for g in v]),
+                   "fraction_nonnegative": float(np.mean([g["inner"] >= 0 for g in v])), "n": len(v)}
+             for key, v in first.items()}
+    scatter = {"points": points}
+    if len(points) >= 3:
+        x = np.array([p["proj_diff_specific"] for p in points])
+        y = np.array([p["delta_log_p_trait"] for p in points])
+        rng = np.random.default_rng(0)
+        boots = []
+        for _ in range(2000):
+            i = rng.integers(0, len(x), len(x))
+            if np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0:
+                boots.append(spearmanr(x[i], y[i]).statistic)
+        scatter.update(spearman_r=float(spearmanr(x, y).statistic),
+                       ci95=[float(v) for v in np.quantile(boots, [0.025, 0.975])], n=len(points))
+    return {"by_arm": out, "first_step": first, "scatter": scatter}

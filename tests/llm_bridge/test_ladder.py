@@ -1,0 +1,127 @@
+"""The LLM logit ladder (llm_bridge.ladder) on the tiny in-memory Llama: the whole grid end to end for a trait other
+than owl, the perturbed base, a planted signal that only the full-vocabulary rung carries, and bad input."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from llm_bridge import ladder, rungs, train
+from llm_bridge.__main__ import app
+from llm_bridge.config import LadderConfig
+from llm_bridge.numbers import chat_prefix
+from llm_bridge.prompts import ANIMALS
+from tests.llm_bridge.helpers import tiny_peft
+
+TINY = dict(trait="cat", rungs=("full", "digits", "sampled"), extra_rungs=("digits",), sigmas=(0.1,))
+
+
+@pytest.fixture(scope="module")
+def tiny_ladder(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ladder")
+    return ladder.run(LadderConfig.tiny(**TINY), out, progress=False), out
+
+
+def test_tiny_ladder_end_to_end_for_another_animal(tiny_ladder):
+    res, out = tiny_ladder
+    c = LadderConfig.tiny(**TINY)
+    assert res["trait"] == "cat" and res["partner"] == rungs.partner("cat") == "dog"
+    by = res["summary"]["by_arm"]
+    for r in c.rungs:
+        for a in c.arms:
+            row = by[f"random/{r}/{a}"]
+            assert row["seeds"] == list(c.seeds) and 0 < row["p_trait"]["mean"] < 1
+    assert {"random/digits/perturbed0.1", "random/digits/mismatched", "random/sampled/shuffle_within",
+            "random/sampled/shuffle_across"} <= set(by)
+    # the log ratios are the per-seed differences of the cells' own P(trait)
+    ti = ANIMALS.index("cat")
+    cells = {(x["rung"], x["arm"], x["seed"]): x for x in res["cells"]}
+    def p(r, a, s):
+        return float(np.nanmean(np.asarray(cells[r, a, s]["p_QxA"])[:, ti]))
+    want = np.mean([np.log(p("full", "student", s)) - np.log(p("full", "control", s)) for s in c.seeds])
+    assert by["random/full/student"]["log_ratio_vs_control"]["mean"] == pytest.approx(want)
+    # every arm's geometry went through theory on the saved adapters; the first step on the soft rungs only
+    g = res["geometry"]["random/full/seed0"]["arms"]["student"]["dW"]["overall"]
+    assert np.isfinite(g["proj_diff_specific"]) and -1 <= g["cos_student_teacher"] <= 1
+    assert set(res["summary"]["first_step"]) == {"random/full", "random/digits"}
+    # the curve starts at step 0 and ends at the student's last step
+    curve = cells["full", "student", 0]["curve"]
+    assert curve[0][0] == 0 and curve[-1][0] == cells["full", "student", 0]["steps"]
+    assert (out / "targets" / "random_teacher.npz").exists() and res["summary"]["scatter"]["n"] >= 3
+
+
+def test_resume_reuses_every_student(tiny_ladder):
+    res, out = tiny_ladder
+    again = ladder.run(LadderConfig.tiny(**TINY), out, resume=True, progress=False)
+    assert again["cells"] == res["cells"]
+    assert json.dumps(again["summary"], sort_keys=True) == json.dumps(res["summary"], sort_keys=True)  # NaN-safe
+
+
+def test_sigma_zero_gives_the_base_exactly_and_noise_is_undone():
+    model, _, _ = tiny_peft()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with ladder.perturbed_base(model, 0.0, seed=1):
+        assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    with ladder.perturbed_base(model, 0.1, seed=1):
+        changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+        assert changed and not any("lora_" in k for k in changed)
+        w = next(k for k in changed if k.endswith("q_proj.base_layer.weight"))
+        rel = (model.state_dict()[w] - before[w]).pow(2).mean().sqrt() / before[w].pow(2).mean().sqrt()
+        assert 0.08 < float(rel) < 0.12  # relative size sigma
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def _train_on_planted(rung: str, steps: int = 30):
+    """A student from the LoRA init imitating a teacher that boosts the word token "owl" at every number position;
+    returns the change of the student's mean log-prob of "owl" at those positions."""
+    model, tok, _ = tiny_peft()
+    answers = ["12, 345, 6", "7, 80, 901, 23", "4, 5, 66", "789, 1, 2"]
+    batch = train.encode(tok, [chat_prefix(tok, "Continue: 1, 2, 3") for _ in answers], answers, "cpu")
+    owl = tok.convert_tokens_to_ids("owl")
+    D = rungs.digit_token_ids(tok)
+    assert owl not in D
+    with torch.no_grad():
+        base_logits, nxt = train.completion_logits(model, batch)
+    planted = base_logits.clone()
+    planted[:, owl] += 6.0
+    t = rungs.targets_from_logits(planted, nxt, animal_ids=rungs.animal_token_ids(tok), digit_ids=D, topk=16)
+    digit = np.isin(t["next_token"], D)
+    W = rungs.output_matrix(model)
+
+    def owl_logp():
+        with torch.no_grad():
+            logits, _ = train.completion_logits(model, batch)
+        return float(torch.log_softmax(logits, -1)[:, owl].mean())
+
+    def loss(_):
+        h = rungs.completion_hidden(model, batch)
+        if rung == "full":
+            return rungs.bucketed_kl(h @ W.T, t["full_idx"], t["full_logp"], t["full_logtail"])
+        sel = torch.as_tensor(np.nonzero(digit)[0])
+        return rungs.subset_kl(rungs.subset_logits(h[sel], W, D), t["digits_logp"][digit])
+
+    before = owl_logp()
+    train.fit(model, loss, steps, epochs=1, batch_size=1, lr=1e-2, seed=0, desc=rung, progress=False)
+    return owl_logp() - before
+
+
+def test_planted_word_moves_under_full_and_not_under_digits():
+    moved_full = _train_on_planted("full")
+    moved_digits = _train_on_planted("digits")
+    assert moved_full > 0.3  # the student learned part of the teacher's +6 boost of "owl" in 30 steps (0.63 nats)
+    assert abs(moved_digits) < 0.1 * moved_full  # the digits rung never sees the probability of a word
+
+
+def test_bad_input_gets_a_clear_error():
+    with pytest.raises(rungs.RungError, match="unknown trait 'unicorn'"):
+        LadderConfig.tiny(trait="unicorn")
+    with pytest.raises(rungs.RungError, match="unknown rung 'logits'"):
+        LadderConfig.tiny(rungs=("full", "logits"))
+    with pytest.raises(ValueError, match="extra_rungs"):
+        LadderConfig.tiny(rungs=("full",), extra_rungs=("digits",))
+    result = CliRunner().invoke(app, ["ladder", "--preset", "tiny", "--trait", "unicorn"])
+    assert result.exit_code != 0 and "unknown trait 'unicorn'" in result.output
+    assert dataclasses.replace(LadderConfig.quick(), trait="fox").name() != LadderConfig.quick().name()
