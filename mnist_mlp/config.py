@@ -11,6 +11,15 @@ from results import fingerprint
 # different versions. 2: 16-bit-grid noise pixels and teacher logits stored after the students' first epoch.
 PROTOCOL_VERSION = 2
 
+DATASETS = ("mnist", "fashion")
+STUDENT_INPUTS = ("uniform", "gaussian", "mnist", "fashion")
+STUDENT_LOSSES = ("kl", "mse", "kl_t0.5", "kl_t2")
+STUDENT_OPTIMIZERS = ("adam", "sgd", "signsgd")
+REINITS = ("none", "hidden", "heads")
+ABLATIONS = ("none", "teacher", "random")
+SWEEP_KNOBS = ("dataset", "student_inputs", "teacher_epochs", "student_epochs", "student_loss", "student_optimizer",
+               "student_lr", "init_sigma", "reinit", "ablate", "liminal", "log_alignment")
+
 
 @dataclass(frozen=True)
 class MnistConfig:
@@ -26,6 +35,20 @@ class MnistConfig:
     eval_subset: int = 2048  # MNIST train images on which the teacher's class loss is tracked along the student run
     log_steps: tuple[int, ...] = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256)  # plus the final step
     data_dir: str | None = None  # torchvision MNIST root; None = mnist_mlp.data.default_data_dir()
+    # ---- the knobs of the sweeps (mnist_mlp.sweeps); each default is the paper's Fig. 10 and leaves the fingerprint
+    # (and every number) exactly as it was without the knob.
+    dataset: str = "mnist"  # the teacher's task: "mnist" or "fashion" (Fashion-MNIST)
+    student_inputs: str = "uniform"  # what the students see: uniform/gaussian noise, or mnist/fashion train images
+    teacher_epochs: int | None = None  # None: epochs
+    student_epochs: int | None = None  # None: epochs
+    student_loss: str = "kl"  # kl, mse (on the logits), kl_t0.5, kl_t2 (KL of the softmaxes at temperature 0.5, 2)
+    student_optimizer: str = "adam"  # adam, sgd, signsgd (optax, via theory.make_optimizer)
+    student_lr: float | None = None  # None: lr
+    init_sigma: float = 0.0  # students start at sqrt(1 - s^2) theta_0 + s xi, xi a fresh init: 0 shared, 1 fresh
+    reinit: str = "none"  # "hidden": the students' hidden layers freshly drawn (heads kept); "heads": the reverse
+    ablate: str = "none"  # "teacher": each student step loses its component along dT; "random": along a random dir
+    liminal: float = 0.0  # lambda: teachers trained on CE + lambda KL(reference || teacher) on the aux logits
+    log_alignment: bool = False  # cos(grad L_S, grad L_T at the student) at every student step
 
     @classmethod
     def paper(cls, **kw) -> MnistConfig:
@@ -46,12 +69,36 @@ class MnistConfig:
             raise ValueError("chunk_size, epochs, batch_size and n_noise must be >= 1")
         if self.n_aux < 1:
             raise ValueError("n_aux must be >= 1: the students imitate the auxiliary logits")
+        choices = {"dataset": DATASETS, "student_inputs": STUDENT_INPUTS, "student_loss": STUDENT_LOSSES,
+                   "student_optimizer": STUDENT_OPTIMIZERS, "reinit": REINITS, "ablate": ABLATIONS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")
+        if not 0.0 <= self.init_sigma <= 1.0:
+            raise ValueError(f"init_sigma={self.init_sigma}: must be in [0, 1] (0 = shared init, 1 = a fresh init)")
+        if min(self.teacher_epochs or 1, self.student_epochs or 1) < 1:
+            raise ValueError("teacher_epochs and student_epochs must be >= 1 (or None for epochs)")
+        if self.liminal < 0 or (self.student_lr is not None and not self.student_lr > 0):
+            raise ValueError("liminal must be >= 0 and student_lr > 0")
+        if self.student_inputs in ("mnist", "fashion") and self.n_noise > 60_000:
+            raise ValueError(f"n_noise={self.n_noise}: the {self.student_inputs} inputs are its 60,000 train images")
+
+    @property
+    def epochs_teacher(self) -> int:
+        return self.teacher_epochs or self.epochs
+
+    @property
+    def epochs_student(self) -> int:
+        return self.student_epochs or self.epochs
 
     def science_dict(self) -> dict:
         """The settings that change the numbers (not where data lives or how runs are chunked)."""
         d = dataclasses.asdict(self)
         d.pop("data_dir")
         d.pop("chunk_size")
+        for f in dataclasses.fields(self):  # a sweep knob at its default is left out: old fingerprints stay valid
+            if f.name in SWEEP_KNOBS and d[f.name] == f.default:
+                d.pop(f.name)
         d["protocol_version"] = PROTOCOL_VERSION
         return d
 

@@ -1,21 +1,28 @@
-"""MNIST through torchvision's real loader, with checks that turn a missing or corrupt file into a clear error.
+"""MNIST and Fashion-MNIST through torchvision, with checks that turn a missing or corrupt file into a clear error.
 
 Pixels are scaled to [-1, 1] as (x - 0.5) / 0.5, as in the authors' setup (paper Section 6.2).
 
-torchvision's ``MNIST`` reads the uncompressed IDX files from ``<root>/MNIST/raw/``. Online, ``download=True``
-(``--download``) lets it fetch them. Offline, ``prepare_from_gz`` (``python -m mnist_mlp.data --from-gz DIR
---data-dir ROOT``) unpacks the four original .gz files there, after checking them against ``SHA256SUMS`` (when DIR
-has one) and the well-known MD5s of the uncompressed files.
+Both datasets (``DATASETS``: ``mnist``, the default everywhere, and ``fashion``) come as the same four IDX files
+(same names, headers and counts; different content, hence MD5s). torchvision's ``MNIST`` reads them from
+``<root>/MNIST/raw/``, its ``FashionMNIST`` from ``<root>/FashionMNIST/raw/``, so one root holds both. Online,
+``download=True`` (``--download``) lets torchvision fetch them. Offline, ``prepare_from_gz`` (``python -m
+mnist_mlp.data [--dataset fashion] --from-gz DIR --data-dir ROOT``) unpacks the four original .gz files there, after
+checking them against ``SHA256SUMS`` (when DIR has one) and the well-known MD5s of the uncompressed files.
 
 Environment:
-  ``SUBLIMINAL_DATA_DIR``     torchvision root (default ``./data``; for the tests ``<repo>/data``).
-  ``SUBLIMINAL_MNIST_GZ``     folder with the four .gz files the tests unpack (default ``<repo>/../shared/data/mnist``).
-  ``SUBLIMINAL_REQUIRE_DATA`` ``1`` (CI): tests that need real MNIST fail instead of skipping when it is not found.
+  ``SUBLIMINAL_DATA_DIR``     torchvision root of both datasets (default ``./data``; for the tests ``<repo>/data``).
+  ``SUBLIMINAL_MNIST_GZ``     folder with the four MNIST .gz files the tests unpack (default
+                              ``<repo>/../shared/data/mnist``).
+  ``SUBLIMINAL_FASHION_GZ``   folder with the four Fashion-MNIST .gz files the tests unpack (default
+                              ``<repo>/../shared/data/fashion-mnist``).
+  ``SUBLIMINAL_REQUIRE_DATA`` ``1`` (CI): tests that need real MNIST or Fashion-MNIST fail instead of skipping when
+                              it is not found.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import gzip
 import hashlib
@@ -32,30 +39,71 @@ PathLike = str | os.PathLike[str]
 
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
 SIDE = 28  # images are SIDE x SIDE
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# The one table of expected files: name (uncompressed) -> (MD5 of the uncompressed file, IDX magic number, item count).
-FILES: dict[str, tuple[str, int, int]] = {
-    "train-images-idx3-ubyte": ("6bbc9ace898e44ae57da46a324031adb", IMAGE_MAGIC, 60_000),
-    "train-labels-idx1-ubyte": ("a25bea736e30d166cdddb491f175f624", LABEL_MAGIC, 60_000),
-    "t10k-images-idx3-ubyte": ("2646ac647ad5339dbf082846283269ea", IMAGE_MAGIC, 10_000),
-    "t10k-labels-idx1-ubyte": ("27ae3e4e09519cfbb04c329615203637", LABEL_MAGIC, 10_000),
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """One MNIST-format dataset: where torchvision looks for it, what its files must be, where the tests find it."""
+
+    title: str  # for messages
+    folder: str  # torchvision's subfolder of the root (its class name): files are in <root>/<folder>/raw/
+    files: dict[str, tuple[str, int, int]]  # name (uncompressed) -> (MD5 of the uncompressed file, magic, item count)
+    gz_env: str  # env var naming the folder with the four original .gz files
+    gz_default: Path  # that folder when the env var is unset
+    tv_class: str  # the torchvision.datasets class that reads it
+
+
+# The one table of datasets. Both use the same file names, headers and counts; only the content (MD5s) differs.
+DATASETS: dict[str, Dataset] = {
+    "mnist": Dataset(
+        title="MNIST", folder="MNIST", tv_class="MNIST",
+        files={
+            "train-images-idx3-ubyte": ("6bbc9ace898e44ae57da46a324031adb", IMAGE_MAGIC, 60_000),
+            "train-labels-idx1-ubyte": ("a25bea736e30d166cdddb491f175f624", LABEL_MAGIC, 60_000),
+            "t10k-images-idx3-ubyte": ("2646ac647ad5339dbf082846283269ea", IMAGE_MAGIC, 10_000),
+            "t10k-labels-idx1-ubyte": ("27ae3e4e09519cfbb04c329615203637", LABEL_MAGIC, 10_000),
+        },
+        gz_env="SUBLIMINAL_MNIST_GZ", gz_default=REPO_ROOT.parent / "shared" / "data" / "mnist"),
+    "fashion": Dataset(
+        title="Fashion-MNIST", folder="FashionMNIST", tv_class="FashionMNIST",
+        files={
+            "train-images-idx3-ubyte": ("f4a8712d7a061bf5bd6d2ca38dc4d50a", IMAGE_MAGIC, 60_000),
+            "train-labels-idx1-ubyte": ("9018921c3c673c538a1fc5bad174d6f9", LABEL_MAGIC, 60_000),
+            "t10k-images-idx3-ubyte": ("8181f5470baa50b63fa0f6fddb340f0a", IMAGE_MAGIC, 10_000),
+            "t10k-labels-idx1-ubyte": ("15d484375f8d13e6eb1aabb0c3f46965", LABEL_MAGIC, 10_000),
+        },
+        gz_env="SUBLIMINAL_FASHION_GZ", gz_default=REPO_ROOT.parent / "shared" / "data" / "fashion-mnist"),
 }
-# split -> (images file, labels file)
+# MNIST's expected files, under the name callers have always used: name -> (MD5, IDX magic number, item count).
+FILES: dict[str, tuple[str, int, int]] = DATASETS["mnist"].files
+# split -> (images file, labels file); the same for every dataset
 SPLITS: dict[str, tuple[str, str]] = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class DataError(RuntimeError):
     """A dataset problem; the message names the file(s) and says how to fix it."""
 
 
-def _fixes(data_dir: PathLike) -> str:
-    return (f"Fix: online, pass --download (download=True) to let torchvision fetch MNIST into {data_dir}; offline, "
-            f"unpack the four original .gz files ({', '.join(n + '.gz' for n in FILES)}) with "
-            f"`python -m mnist_mlp.data --from-gz DIR --data-dir {data_dir}`.")
+def _dataset(name: str) -> Dataset:
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(map(repr, DATASETS))}")
+    return DATASETS[name]
+
+
+def _cli(dataset: str) -> str:
+    # MNIST is the CLI's default, so its command stays the one the README shows.
+    return "python -m mnist_mlp.data" + ("" if dataset == "mnist" else f" --dataset {dataset}")
+
+
+def _fixes(data_dir: PathLike, dataset: str = "mnist") -> str:
+    ds = _dataset(dataset)
+    return (f"Fix: online, pass --download (download=True) to let torchvision fetch {ds.title} into {data_dir}; "
+            f"offline, unpack the four original .gz files ({', '.join(n + '.gz' for n in ds.files)}) with "
+            f"`{_cli(dataset)} --from-gz DIR --data-dir {data_dir}`.")
 
 
 def _check_split(split: str) -> None:
@@ -68,9 +116,9 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("SUBLIMINAL_DATA_DIR") or "data")
 
 
-def raw_dir(data_dir: PathLike) -> Path:
-    """Where torchvision's ``MNIST(root=data_dir)`` looks for the uncompressed files."""
-    return Path(data_dir) / "MNIST" / "raw"
+def raw_dir(data_dir: PathLike, *, dataset: str = "mnist") -> Path:
+    """Where torchvision (``MNIST(root=data_dir)``, ``FashionMNIST(...)``) looks for the uncompressed files."""
+    return Path(data_dir) / _dataset(dataset).folder / "raw"
 
 
 def _digest(path: Path, algo: str) -> str:
@@ -81,9 +129,9 @@ def _digest(path: Path, algo: str) -> str:
     return h.hexdigest()
 
 
-def _check_idx(path: Path, magic: int, count: int, data_dir: PathLike) -> None:
+def _check_idx(path: Path, magic: int, count: int, data_dir: PathLike, dataset: str = "mnist") -> None:
     """Header (magic, count, 28x28) and exact size of one IDX file: catches wrong, compressed and truncated files."""
-    redo = f"Delete it and re-download or re-unpack. {_fixes(data_dir)}"
+    redo = f"Delete it and re-download or re-unpack. {_fixes(data_dir, dataset)}"
     header = 16 if magic == IMAGE_MAGIC else 8
     size = path.stat().st_size
     with open(path, "rb") as f:
@@ -94,8 +142,8 @@ def _check_idx(path: Path, magic: int, count: int, data_dir: PathLike) -> None:
     if got_magic != magic:
         hint = " (it is still gzip-compressed)" if head[:2] == b"\x1f\x8b" else ""
         kind = "image" if magic == IMAGE_MAGIC else "label"
-        raise DataError(f"{path} has magic number {got_magic}, expected {magic}: not an MNIST {kind} IDX file{hint}. "
-                        f"{redo}")
+        raise DataError(f"{path} has magic number {got_magic}, expected {magic}: not the {_dataset(dataset).title} "
+                        f"{kind} IDX file{hint}. {redo}")
     if got_count != count:
         raise DataError(f"{path} holds {got_count} items, expected {count}. {redo}")
     if magic == IMAGE_MAGIC and struct.unpack(">II", head[8:16]) != (SIDE, SIDE):
@@ -106,25 +154,27 @@ def _check_idx(path: Path, magic: int, count: int, data_dir: PathLike) -> None:
         raise DataError(f"{path} is truncated or corrupt: {size} bytes, expected {expected}. {redo}")
 
 
-def validate_raw(data_dir: PathLike, split: str) -> None:
-    """Check that both files of ``split`` exist in ``<data_dir>/MNIST/raw`` and are intact (header, size, MD5).
+def validate_raw(data_dir: PathLike, split: str, *, dataset: str = "mnist") -> None:
+    """Check that both files of ``split`` exist in ``raw_dir(data_dir, dataset=dataset)`` and are intact (header,
+    size, MD5).
 
-    Raises DataError naming the bad or missing files and the fixes; ValueError for an unknown split.
+    Raises DataError naming the bad or missing files and the fixes; ValueError for an unknown split or dataset.
     """
     _check_split(split)
-    raw = raw_dir(data_dir)
+    ds, raw = _dataset(dataset), raw_dir(data_dir, dataset=dataset)
     missing = [str(raw / n) for n in SPLITS[split] if not (raw / n).is_file()]
     if missing:
-        raise DataError(f"MNIST {split} files not found in {raw}: missing {', '.join(missing)}. {_fixes(data_dir)}")
+        raise DataError(f"{ds.title} {split} files not found in {raw}: missing {', '.join(missing)}. "
+                        f"{_fixes(data_dir, dataset)}")
     for name in SPLITS[split]:  # structure of both files first: its errors say more than a bare MD5 mismatch
-        _, magic, count = FILES[name]
-        _check_idx(raw / name, magic, count, data_dir)
+        _, magic, count = ds.files[name]
+        _check_idx(raw / name, magic, count, data_dir, dataset)
     for name in SPLITS[split]:
-        md5 = FILES[name][0]
+        md5 = ds.files[name][0]
         # The header check misses flipped bytes; MD5 of ~47 MB costs ~0.1 s and pins the exact canonical content.
         if _digest(raw / name, "md5") != md5:
             raise DataError(f"{raw / name} has a valid header and size but the wrong MD5 (expected {md5}): the file "
-                            f"is corrupt. Delete it and re-download or re-unpack. {_fixes(data_dir)}")
+                            f"is corrupt. Delete it and re-download or re-unpack. {_fixes(data_dir, dataset)}")
 
 
 def _sha256sums(gz_dir: Path) -> dict[str, str]:
@@ -143,34 +193,37 @@ def _sha256sums(gz_dir: Path) -> dict[str, str]:
     return out
 
 
-def prepare_from_gz(gz_dir: PathLike, data_dir: PathLike) -> Path:
-    """Unpack the four original MNIST .gz files of ``gz_dir`` into ``<data_dir>/MNIST/raw``; return that folder.
+def prepare_from_gz(gz_dir: PathLike, data_dir: PathLike, *, dataset: str = "mnist") -> Path:
+    """Unpack the four original .gz files of ``dataset`` in ``gz_dir`` into ``raw_dir(data_dir, dataset=dataset)``
+    (``<data_dir>/MNIST/raw``, ``<data_dir>/FashionMNIST/raw``); return that folder.
 
-    Each .gz is checked against ``gz_dir/SHA256SUMS`` when present, and each unpacked file against its MD5. Files
-    already present and valid are kept. Writes are atomic (temp file in the same folder, then ``os.replace``), so an
-    interrupted or concurrent run never leaves a partial file under the final name.
+    Each .gz is checked against ``gz_dir/SHA256SUMS`` when present, and each unpacked file against its MD5 (which
+    also catches the other dataset's archives: same names, different content). Files already present and valid are
+    kept. Writes are atomic (temp file in the same folder, then ``os.replace``), so an interrupted or concurrent run
+    never leaves a partial file under the final name.
     """
-    gz_dir, raw = Path(gz_dir), raw_dir(data_dir)
+    ds = _dataset(dataset)
+    gz_dir, raw = Path(gz_dir), raw_dir(data_dir, dataset=dataset)
     sums = _sha256sums(gz_dir)
     raw.mkdir(parents=True, exist_ok=True)
-    for name, (md5, _, _) in FILES.items():
+    for name, (md5, _, _) in ds.files.items():
         target = raw / name
         if target.is_file() and _digest(target, "md5") == md5:
             continue
         src = gz_dir / f"{name}.gz"
         if not src.is_file():
-            raise DataError(f"{src} not found: {gz_dir} must hold the four original MNIST archives "
-                            f"{', '.join(n + '.gz' for n in FILES)}. Online, use --download instead.")
+            raise DataError(f"{src} not found: {gz_dir} must hold the four original {ds.title} archives "
+                            f"{', '.join(n + '.gz' for n in ds.files)}. Online, use --download instead.")
         if src.name in sums and (digest := _digest(src, "sha256")) != sums[src.name]:
             raise DataError(f"{src} does not match its SHA256SUMS entry (got {digest}, expected {sums[src.name]}): "
-                            "the archive is corrupt; fetch it again.")
+                            f"the {ds.title} archive is corrupt; fetch it again.")
         fd, tmp = tempfile.mkstemp(dir=raw, prefix=f".{name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as out, gzip.open(src, "rb") as f:
                 shutil.copyfileobj(f, out, 1 << 20)
             if _digest(Path(tmp), "md5") != md5:
                 raise DataError(f"{src} unpacks to a file with the wrong MD5 (expected {md5}): the archive is not the "
-                                "original MNIST file; fetch it again.")
+                                f"original {ds.title} file; fetch it again.")
             os.replace(tmp, target)
         except (OSError, EOFError, gzip.BadGzipFile) as e:
             raise DataError(f"cannot unpack {src}: {e}. The archive is truncated or corrupt; fetch it again.") from e
@@ -180,13 +233,18 @@ def prepare_from_gz(gz_dir: PathLike, data_dir: PathLike) -> Path:
     return raw
 
 
-# Cached per (resolved root, split). Safe against stale data because load_mnist runs validate_raw (MD5) before every
-# lookup, so the files on disk are byte-identical to what was cached. The arrays are shared, hence read-only.
-@functools.lru_cache(maxsize=4)
-def _load(root: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    from torchvision.datasets import MNIST
+def _torchvision_class(dataset: str) -> type:
+    import torchvision.datasets
 
-    ds = MNIST(root=root, train=split == "train", download=False)
+    return getattr(torchvision.datasets, _dataset(dataset).tv_class)  # looked up per call, so tests can patch it
+
+
+# Cached per (resolved root, split, dataset). Safe against stale data because load_dataset runs validate_raw (MD5)
+# before every lookup, so the files on disk are byte-identical to what was cached. The arrays are shared, hence
+# read-only.
+@functools.lru_cache(maxsize=4)
+def _load(root: str, split: str, dataset: str = "mnist") -> tuple[np.ndarray, np.ndarray]:
+    ds = _torchvision_class(dataset)(root=root, train=split == "train", download=False)
     images = ds.data.numpy().reshape(len(ds), -1).astype(np.float32) / 255.0
     images = (images - 0.5) / 0.5
     labels = ds.targets.numpy().astype(np.int32)
@@ -195,26 +253,39 @@ def _load(root: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def load_mnist(data_dir: PathLike | None = None, *, split: str = "train",
-               download: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(images_NxD float32 in [-1, 1] with D = 784, labels_N int32) of the ``train`` or ``test`` split.
+def load_dataset(name: str, data_dir: PathLike | None = None, *, split: str = "train",
+                 download: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(images_NxD float32 in [-1, 1] with D = 784, labels_N int32) of the ``train`` or ``test`` split of dataset
+    ``name`` (a key of ``DATASETS``: ``"mnist"`` or ``"fashion"``).
 
     ``data_dir`` defaults to ``default_data_dir()``. With ``download``, torchvision fetches missing files first
     (network failures become DataError). The files are always validated before loading. Results are cached per
-    (resolved root, split) and returned read-only; copy them before modifying.
+    (resolved root, split, dataset) and returned read-only; copy them before modifying.
     """
     _check_split(split)
+    ds = _dataset(name)
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     if download:
-        from torchvision.datasets import MNIST
-
         try:
-            MNIST(root=str(root), train=split == "train", download=True)
+            _torchvision_class(name)(root=str(root), train=split == "train", download=True)
         except Exception as e:  # torchvision wraps network failures in RuntimeError/URLError/OSError, among others
-            raise DataError(f"downloading MNIST into {raw_dir(root)} failed ({e}). Offline, unpack the original .gz "
-                            f"files with `python -m mnist_mlp.data --from-gz DIR --data-dir {root}`.") from e
-    validate_raw(root, split)
-    return _load(str(root.resolve()), split)
+            raise DataError(f"downloading {ds.title} into {raw_dir(root, dataset=name)} failed ({e}). Offline, unpack "
+                            f"the original .gz files with `{_cli(name)} --from-gz DIR --data-dir {root}`.") from e
+    validate_raw(root, split, dataset=name)
+    # torchvision refuses to load either split unless all four files exist (it checks presence only), so name the
+    # other split's missing files here rather than let it fail with a bare "Dataset not found".
+    raw = raw_dir(root, dataset=name)
+    missing = [str(raw / n) for n in ds.files if not (raw / n).is_file()]
+    if missing:
+        raise DataError(f"torchvision's {ds.tv_class} needs all four {ds.title} files to load even one split: missing "
+                        f"{', '.join(missing)}. {_fixes(root, name)}")
+    return _load(str(root.resolve()), split, name)
+
+
+def load_mnist(data_dir: PathLike | None = None, *, split: str = "train",
+               download: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``load_dataset("mnist", ...)``: MNIST's (images_NxD float32 in [-1, 1], labels_N int32), cached, read-only."""
+    return load_dataset("mnist", data_dir, split=split, download=download)
 
 
 def data_required() -> bool:
@@ -222,74 +293,86 @@ def data_required() -> bool:
     return os.environ.get("SUBLIMINAL_REQUIRE_DATA") == "1"
 
 
-def gz_source() -> Path | None:
-    """A folder holding the four original .gz files: ``$SUBLIMINAL_MNIST_GZ`` if set, else
-    ``<repo>/../shared/data/mnist``; None when that folder lacks any of them."""
-    gz = Path(os.environ.get("SUBLIMINAL_MNIST_GZ") or REPO_ROOT.parent / "shared" / "data" / "mnist")
-    return gz if all((gz / f"{n}.gz").is_file() for n in FILES) else None
+def gz_source(*, dataset: str = "mnist") -> Path | None:
+    """A folder holding the four original .gz files of ``dataset``: its env var (``$SUBLIMINAL_MNIST_GZ``,
+    ``$SUBLIMINAL_FASHION_GZ``) if set, else ``<repo>/../shared/data/mnist`` (``.../fashion-mnist``); None when that
+    folder lacks any of them."""
+    ds = _dataset(dataset)
+    gz = Path(os.environ.get(ds.gz_env) or ds.gz_default)
+    return gz if all((gz / f"{n}.gz").is_file() for n in ds.files) else None
 
 
-def _valid(root: PathLike) -> bool:
+def _valid(root: PathLike, dataset: str = "mnist") -> bool:
     try:
         for split in SPLITS:
-            validate_raw(root, split)
+            validate_raw(root, split, dataset=dataset)
     except DataError:
         return False
     return True
 
 
-def ensure_mnist(data_dir: PathLike | None = None, *, download: bool = True) -> Path:
-    """Make both splits available under ``data_dir`` (default ``default_data_dir()``) and return it: keep valid
-    files, else unpack ``gz_source()``, else (if ``download``) let torchvision download. DataError when all fail."""
+def ensure_dataset(name: str, data_dir: PathLike | None = None, *, download: bool = True) -> Path:
+    """Make both splits of dataset ``name`` available under ``data_dir`` (default ``default_data_dir()``) and return
+    it: keep valid files, else unpack ``gz_source(dataset=name)``, else (if ``download``) let torchvision download.
+    DataError when all fail."""
     root = Path(data_dir) if data_dir is not None else default_data_dir()
-    if _valid(root):
+    if _valid(root, name):
         return root
-    gz = gz_source()
+    gz = gz_source(dataset=name)
     if gz is not None:
-        prepare_from_gz(gz, root)
+        prepare_from_gz(gz, root, dataset=name)
     elif download:
         for split in SPLITS:
-            load_mnist(root, split=split, download=True)
+            load_dataset(name, root, split=split, download=True)
     for split in SPLITS:
-        validate_raw(root, split)  # raises the precise DataError
+        validate_raw(root, split, dataset=name)  # raises the precise DataError
     return root
 
 
-def resolve_test_data_dir() -> Path | None:
-    """Root with real MNIST for tests/CI, never downloading: ``$SUBLIMINAL_DATA_DIR`` (default ``<repo>/data``) if
-    both splits validate there, else that root after unpacking ``gz_source()`` into it, else None.
+def ensure_mnist(data_dir: PathLike | None = None, *, download: bool = True) -> Path:
+    """``ensure_dataset("mnist", ...)``: make both MNIST splits available under ``data_dir`` and return it."""
+    return ensure_dataset("mnist", data_dir, download=download)
+
+
+def resolve_test_data_dir(*, dataset: str = "mnist") -> Path | None:
+    """Root with real ``dataset`` (default MNIST) for tests/CI, never downloading: ``$SUBLIMINAL_DATA_DIR`` (default
+    ``<repo>/data``) if both splits validate there, else that root after unpacking ``gz_source(dataset=dataset)``
+    into it, else None.
 
     Callers skip on None, unless ``SUBLIMINAL_REQUIRE_DATA=1`` (CI), where they fail. A corrupt .gz source raises
     DataError rather than returning None, so a broken CI cache is not mistaken for "no data".
     """
+    _dataset(dataset)  # an unknown name is a ValueError, not "no data"
     root = Path(os.environ.get("SUBLIMINAL_DATA_DIR") or REPO_ROOT / "data")
-    if _valid(root):
+    if _valid(root, dataset):
         return root
-    gz = gz_source()
+    gz = gz_source(dataset=dataset)
     if gz is None:
         return None
-    prepare_from_gz(gz, root)
+    prepare_from_gz(gz, root, dataset=dataset)
     for split in SPLITS:
-        validate_raw(root, split)
+        validate_raw(root, split, dataset=dataset)
     return root
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """CLI: ``python -m mnist_mlp.data (--from-gz DIR | --download) [--data-dir ROOT]``."""
+    """CLI: ``python -m mnist_mlp.data [--dataset mnist|fashion] (--from-gz DIR | --download) [--data-dir ROOT]``."""
     p = argparse.ArgumentParser(prog="python -m mnist_mlp.data", description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", choices=list(DATASETS), default="mnist", help="which dataset (default: mnist)")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="torchvision root (default: $SUBLIMINAL_DATA_DIR or ./data)")
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--from-gz", type=Path, metavar="DIR", help="unpack the four original MNIST .gz files from DIR")
-    g.add_argument("--download", action="store_true", help="let torchvision download MNIST (needs internet)")
+    g.add_argument("--from-gz", type=Path, metavar="DIR", help="unpack the dataset's four original .gz files from DIR")
+    g.add_argument("--download", action="store_true", help="let torchvision download the dataset (needs internet)")
     args = p.parse_args(argv)
     root = args.data_dir if args.data_dir is not None else default_data_dir()
     try:
         if args.from_gz is not None:
-            print(f"unpacked {args.from_gz} into {prepare_from_gz(args.from_gz, root)}")
+            print(f"unpacked {args.from_gz} into {prepare_from_gz(args.from_gz, root, dataset=args.dataset)}")
         for split in SPLITS:
-            x, _ = load_mnist(root, split=split, download=args.download)  # also proves torchvision reads them
-            print(f"{split}: {x.shape[0]} images OK in {raw_dir(root)}")
+            # also proves torchvision reads them
+            x, _ = load_dataset(args.dataset, root, split=split, download=args.download)
+            print(f"{split}: {x.shape[0]} images OK in {raw_dir(root, dataset=args.dataset)}")
     except DataError as e:
         raise SystemExit(f"error: {e}") from None
 

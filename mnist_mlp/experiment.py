@@ -12,6 +12,7 @@ chunk is written atomically under ``out_dir/<run name>/``, so ``resume=True`` sk
 from __future__ import annotations
 
 import functools
+import math
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+import theory
 from mnist_mlp import train
 from mnist_mlp.config import MnistConfig
 from mnist_mlp.model import MLP, apply_fn_of
@@ -29,7 +31,9 @@ from results import load_arrays, load_json, peak_rss_mb, save_arrays, save_json
 
 MODELS = ("reference", "teacher", *train.STUDENTS)
 # Roles of the keys split from the one seed.
-ROLES = {"init": 0, "teacher_shuffle": 1, "noise": 2, "student_shuffle": 3, "pairing": 4, "eval": 5}
+ROLES = {"init": 0, "teacher_shuffle": 1, "noise": 2, "student_shuffle": 3, "pairing": 4, "eval": 5,
+         "student_init": 6, "ablation": 7}
+ALIGNMENT_BATCH = 256  # task images on which grad L_T is taken at every student step (log_alignment)
 
 
 def role_key(seed: int, role: str):
@@ -80,6 +84,12 @@ def model_and_optimizer(hidden: tuple[int, ...], n_aux: int, lr: float):
     return module, apply_fn_of(module), optax.adam(lr)
 
 
+@functools.lru_cache(maxsize=8)
+def student_optimizer(name: str, lr: float) -> optax.GradientTransformation:
+    """The students' optax optimizer when it is not the teachers' Adam (cached: a static argument of the step)."""
+    return theory.make_optimizer(name, lr)
+
+
 class Experiment:
     """Holds the data, model and optimizer of one configuration; ``run()`` executes both phases."""
 
@@ -87,17 +97,23 @@ class Experiment:
                  keep_students: bool = False):
         """``keep_students``: keep every student's final parameters in ``final_students`` (name -> params_R) for a
         look at their predictions (teaching notebooks); off for large runs (1 MB per student and run)."""
-        from mnist_mlp.data import default_data_dir, load_mnist
+        from mnist_mlp.data import default_data_dir, load_dataset
 
         self.config, self.resume, self.progress, self.keep_students = config, resume, progress, keep_students
         self.final_students: dict[str, list] = {}
         self.dir = Path(out_dir) / run_name(config)
         root = config.data_dir or default_data_dir()
-        xtr, ytr = load_mnist(root, split="train")
-        xte, yte = load_mnist(root, split="test")
+        xtr, ytr = load_dataset(config.dataset, root, split="train")
+        xte, yte = load_dataset(config.dataset, root, split="test")
         self.x_train, self.y_train = jnp.asarray(xtr), jnp.asarray(ytr)
         self.x_test, self.y_test = jnp.asarray(xte), jnp.asarray(yte)
+        # real images as the students' inputs (never their labels); noise inputs need no pool
+        self.pool = (jnp.asarray(load_dataset(config.student_inputs, root, split="train")[0])
+                     if config.student_inputs in ("mnist", "fashion") else None)
         self.module, self.apply_fn, self.tx = model_and_optimizer(tuple(config.hidden), config.n_aux, config.lr)
+        s_lr = config.lr if config.student_lr is None else config.student_lr
+        self.student_tx = (self.tx if (config.student_optimizer, s_lr) == ("adam", config.lr)
+                           else student_optimizer(config.student_optimizer, s_lr))
         eval_idx = jax.random.choice(role_key(config.seed, "eval"), self.x_train.shape[0], (config.eval_subset,),
                                      replace=False)
         self.x_eval, self.y_eval = self.x_train[eval_idx], self.y_train[eval_idx]
@@ -107,6 +123,40 @@ class Experiment:
     def references(self, runs):
         return jax.vmap(self.module.init_params)(run_keys(self.config.seed, "init", runs))
 
+    def student_starts(self, runs, ref):
+        """The students' init: theta_0 itself (the paper), or theta_0 moved toward a fresh init xi of the same
+        distribution, sqrt(1 - sigma^2) theta_0 + sigma xi (``init_sigma``: the variance stays the init's, and sigma
+        = 1 is an independent init), and/or with the hidden layers or the output heads replaced by xi's
+        (``reinit``)."""
+        cfg = self.config
+        if cfg.init_sigma == 0 and cfg.reinit == "none":
+            return ref  # the shared init, bit for bit
+        fresh = jax.vmap(self.module.init_params)(run_keys(cfg.seed, "student_init", runs))
+        start = ref
+        if cfg.init_sigma > 0:
+            a, b = math.sqrt(1.0 - cfg.init_sigma**2), cfg.init_sigma
+            start = jax.tree_util.tree_map(lambda r, f: a * r + b * f, ref, fresh)
+        if cfg.reinit != "none":
+            head = f"Dense_{len(cfg.hidden)}"  # the output layer: the 10 class and n_aux aux logits
+            start = {k: fresh[k] if (k == head) == (cfg.reinit == "heads") else v for k, v in start.items()}
+        return start
+
+    def ablation_directions(self, runs, whose) -> dict | None:
+        """Per student (name -> params_R): the direction its steps lose under ``ablate``: its teacher's update dT, or
+        a Gaussian direction with dT's norm (``random``); None without ablation."""
+        cfg = self.config
+        if cfg.ablate == "none":
+            return None
+        out = {}
+        for i, (name, (_, w)) in enumerate(train.STUDENTS.items()):
+            teacher, teacher_ref = whose[w]
+            dT = jax.tree_util.tree_map(jnp.subtract, teacher, teacher_ref)
+            if cfg.ablate == "random":
+                keys = jax.vmap(lambda k: jax.random.fold_in(k, i))(run_keys(cfg.seed, "ablation", runs))
+                dT = jax.vmap(_random_like)(keys, dT)
+            out[name] = dT
+        return out
+
     def _chunk_matches(self, saved: dict, runs: range) -> bool:
         """A saved chunk is reused only if it was made with the same settings for the same runs."""
         return saved.get("fingerprint") == self.config.fingerprint() and saved.get("runs") == [runs.start, runs.stop]
@@ -115,17 +165,19 @@ class Experiment:
     def train_teachers(self, runs):
         cfg = self.config
         params = self.references(runs)
+        ref = self.references(runs) if cfg.liminal else None  # a copy: the step donates the teachers' buffers
         opt = jax.vmap(self.tx.init)(params)
         shuffle = run_keys(cfg.seed, "teacher_shuffle", runs)
         n = self.x_train.shape[0]
         steps = train.n_steps(n, cfg.batch_size)
-        bar = tqdm(total=cfg.epochs * steps, desc=f"teachers {runs.start}-{runs.stop - 1}", disable=not self.progress,
-                   leave=False)
-        for epoch in range(cfg.epochs):
+        bar = tqdm(total=cfg.epochs_teacher * steps, desc=f"teachers {runs.start}-{runs.stop - 1}",
+                   disable=not self.progress, leave=False)
+        for epoch in range(cfg.epochs_teacher):
             idx_RxSxB, mask_RxSxB = train.epoch_batches_R(shuffle, epoch, n, cfg.batch_size)
             for s in range(steps):
                 params, opt, loss = train.teacher_step(self.apply_fn, self.tx, params, opt, self.x_train, self.y_train,
-                                                       idx_RxSxB[:, s], mask_RxSxB[:, s])
+                                                       idx_RxSxB[:, s], mask_RxSxB[:, s], ref, liminal=cfg.liminal,
+                                                       aux=self.module.aux_indices())
                 bar.update()
         bar.close()
         if not np.all(np.isfinite(np.asarray(loss))):
@@ -169,6 +221,7 @@ class Experiment:
         apply_fn, aux = self.apply_fn, self.module.aux_indices()
         idx = np.asarray(list(runs))
         ref = self.references(runs)
+        start = self.student_starts(runs, ref)
         other = pairing[idx]
         def take(tree, i):
             return jax.tree_util.tree_map(lambda a: a[jnp.asarray(i)], tree)
@@ -177,43 +230,54 @@ class Experiment:
         noise = run_keys(cfg.seed, "noise", runs)
         shuffle = run_keys(cfg.seed, "student_shuffle", runs)
         steps = train.n_steps(cfg.n_noise, cfg.batch_size)
-        total = cfg.epochs * steps
+        total = cfg.epochs_student * steps
         log_steps = sorted({s for s in cfg.log_steps if s <= total} | {total})
         # Each student gets its own copy of theta_0: the step donates (reuses) the students' buffers.
         def copy(tree):
             return jax.tree_util.tree_map(jnp.copy, tree)
-        students = {name: (copy(ref), jax.vmap(self.tx.init)(ref)) for name in train.STUDENTS}
+        students = {name: (copy(start), jax.vmap(self.student_tx.init)(start)) for name in train.STUDENTS}
         whose = {"same": (teacher, ref), "other": (teacher_other, ref_other)}
-        losses = train.student_losses(aux)
+        losses = train.student_losses(aux, cfg.student_loss)
+        directions = self.ablation_directions(runs, whose)
+        task_batch = (self.x_eval[:ALIGNMENT_BATCH], self.y_eval[:ALIGNMENT_BATCH]) if cfg.log_alignment else None
         out = {name: {"teacher_loss_curve": [], "update_cos_curve": []} for name in train.STUDENTS}
+        if cfg.log_alignment:
+            for name in train.STUDENTS:
+                out[name]["alignment_curve"] = []
 
         def log_curves():  # L_T and cos(update so far, teacher's update) at the log steps (Fig. 10 b, c)
             for name, (_, w) in train.STUDENTS.items():
                 out[name]["teacher_loss_curve"].append(
                     np.asarray(train.mean_class_ce(apply_fn, students[name][0], self.x_eval, self.y_eval)).tolist())
-                cos = train.update_geometry(ref, students[name][0], *whose[w])[0] if step else np.full(len(runs), 0.0)
+                cos = (train.update_geometry(start, students[name][0], *whose[w])[0] if step
+                       else np.full(len(runs), 0.0))
                 out[name]["update_cos_curve"].append(np.asarray(cos).tolist())
 
         targets = train.empty_targets(len(runs), cfg.n_noise, self.module.n_out)
         step = 0
         log_curves()
         bar = tqdm(total=total, desc=f"students {runs.start}-{runs.stop - 1}", disable=not self.progress, leave=False)
-        for epoch in range(cfg.epochs):
+        for epoch in range(cfg.epochs_student):
             idx_RxSxB, mask_RxSxB = train.epoch_batches_R(shuffle, epoch, cfg.n_noise, cfg.batch_size)
             if epoch == 0:  # Lemma 1 at the first step, on the first batch the student will see
-                x1 = jax.vmap(train.noise_images)(noise, idx_RxSxB[:, 0])
+                x1 = jax.vmap(lambda k, i: train.input_images(cfg.student_inputs, k, i, self.pool))(
+                    noise, idx_RxSxB[:, 0])
                 for name, (which, w) in train.STUDENTS.items():
-                    cos, proj = train.first_step_diagnostic(apply_fn, losses[which], ref, *whose[w], x1)
+                    cos, proj = train.first_step_diagnostic(apply_fn, losses[which], start, *whose[w], x1)
                     out[name]["first_step_gradient_cos"] = np.asarray(cos).tolist()
                     out[name]["first_step_gradient_projection"] = np.asarray(proj).tolist()
             for s in range(steps):
                 students, targets, values = train.student_step(
-                    apply_fn, self.tx, aux, students, targets, teacher, teacher_other, noise, idx_RxSxB[:, s],
-                    mask_RxSxB[:, s], fill=epoch == 0)
+                    apply_fn, self.student_tx, aux, students, targets, teacher, teacher_other, noise, idx_RxSxB[:, s],
+                    mask_RxSxB[:, s], fill=epoch == 0, loss=cfg.student_loss, inputs=cfg.student_inputs,
+                    pool_NxD=self.pool, directions=directions, task_batch=task_batch)
                 step += 1
+                if task_batch is not None:
+                    for name in train.STUDENTS:
+                        out[name]["alignment_curve"].append(np.asarray(values["alignment"][name]).tolist())
                 if step == 1:
                     for name, (which, w) in train.STUDENTS.items():
-                        cos, proj = train.update_geometry(ref, students[name][0], *whose[w])
+                        cos, proj = train.update_geometry(start, students[name][0], *whose[w])
                         out[name]["first_step_adam_cos"] = np.asarray(cos).tolist()
                         out[name]["first_step_adam_projection"] = np.asarray(proj).tolist()
                 if step in log_steps:
@@ -226,7 +290,7 @@ class Experiment:
                 raise FloatingPointError(f"student {name} diverged (NaN/inf) in runs {list(runs)}")
             if self.keep_students:
                 self.final_students.setdefault(name, []).append(jax.tree_util.tree_map(np.asarray, final))
-            cos, proj = train.update_geometry(ref, final, *whose[w])
+            cos, proj = train.update_geometry(start, final, *whose[w])
             out[name].update(
                 accuracy=np.asarray(train.accuracy(apply_fn, final, self.x_test, self.y_test)).tolist(),
                 total_update_cos=np.asarray(cos).tolist(),
@@ -265,6 +329,14 @@ class Experiment:
         for phase, secs in self.chunk_seconds.items():  # compute time summed over chunks, across resumes
             self.timings[f"{phase}_compute_s"] = None if None in secs else float(sum(secs))
         return assemble(self.config, acc_ref, acc_teacher, chunks, self.timings)
+
+
+def _random_like(key, tree):
+    """A standard-normal pytree shaped like ``tree``, rescaled to ``tree``'s norm."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    keys = jax.random.split(key, len(leaves))
+    z = jax.tree_util.tree_unflatten(treedef, [jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)])
+    return theory.tree_scale(z, theory.norm(tree) / theory.norm(z))
 
 
 def run(config: MnistConfig, out_dir="runs", *, resume: bool = False, progress: bool = True) -> dict:

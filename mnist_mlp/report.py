@@ -44,8 +44,8 @@ def assemble(config: MnistConfig, acc_ref, acc_teacher, chunks: list[dict], timi
             summary[model]["teacher_loss_first_step_change"] = {
                 "mean": float(change.mean()), "ci95": bootstrap_ci(change),
                 "fraction_negative": float(np.mean(change < 0))}
-    steps_total = config.epochs * train.n_steps(config.n_noise, config.batch_size)
-    model_epochs = config.runs * config.epochs * (1 + len(train.STUDENTS))
+    steps_total = config.epochs_student * train.n_steps(config.n_noise, config.batch_size)
+    model_epochs = config.runs * (config.epochs_teacher + config.epochs_student * len(train.STUDENTS))
     return {
         "config": dataclasses.asdict(config),
         "fingerprint": config.fingerprint(),

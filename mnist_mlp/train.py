@@ -28,9 +28,15 @@ STUDENTS = {
 }
 
 
-def student_losses(aux: tuple[int, ...]) -> dict:
-    """KL(teacher || student) over the softmax of the aux logits or of all logits (the authors' loss)."""
-    return {"aux": theory.kl_divergence(subset=aux), "all": theory.kl_divergence()}
+def student_losses(aux: tuple[int, ...], loss: str = "kl") -> dict:
+    """The imitation loss on the aux logits or on all logits: KL(teacher || student) of the softmaxes (the authors'
+    loss; ``kl``), at temperature 0.5 or 2 (``kl_t0.5``, ``kl_t2``), or the squared error of the logits (``mse``)."""
+    if loss == "mse":
+        return {"aux": theory.squared_error(subset=aux), "all": theory.squared_error()}
+    t = {"kl": 1.0, "kl_t0.5": 0.5, "kl_t2": 2.0}.get(loss)
+    if t is None:
+        raise ValueError(f"unknown student loss {loss!r}; choose kl, mse, kl_t0.5 or kl_t2")
+    return {"aux": theory.kl_divergence(subset=aux, temperature=t), "all": theory.kl_divergence(temperature=t)}
 
 
 def n_steps(n_examples: int, batch: int) -> int:
@@ -72,6 +78,22 @@ def noise_images(key, idx_B, n_in: int = 784):
     return jax.vmap(one)(idx_B)
 
 
+GAUSSIAN_STD = 3.0**-0.5  # the Gaussian inputs match the uniform ones' variance (1/3)
+
+
+def input_images(kind: str, key, idx_B, pool_NxD=None, n_in: int = 784):
+    """Image i of a run's student inputs: ``uniform`` noise (``noise_images``), ``gaussian`` noise N(0, 1/3) from
+    fold_in(key, i), or (``mnist``/``fashion``) row i of the train images ``pool_NxD`` (the same set for every run;
+    the run's key then only shuffles)."""
+    if kind == "uniform":
+        return noise_images(key, idx_B, n_in)
+    if kind == "gaussian":
+        return jax.vmap(lambda i: GAUSSIAN_STD * jax.random.normal(jax.random.fold_in(key, i), (n_in,)))(idx_B)
+    if pool_NxD is None:
+        raise ValueError(f"student inputs {kind!r} need the train images (pool_NxD)")
+    return pool_NxD[idx_B]
+
+
 def masked_mean(values_B, mask_B):
     return jnp.sum(jnp.where(mask_B, values_B, 0.0)) / jnp.maximum(jnp.sum(mask_B), 1)
 
@@ -81,17 +103,31 @@ def class_ce(apply_fn, params, x_BxD, y_B):
     return optax.softmax_cross_entropy_with_integer_labels(apply_fn(params, x_BxD)[:, :N_CLASSES], y_B)
 
 
-@partial(jax.jit, static_argnames=("apply_fn", "tx"), donate_argnames=("params_R", "opt_R"))
-def teacher_step(apply_fn, tx, params_R, opt_R, x_train_NxD, y_train_N, idx_RxB, mask_RxB):
-    """One Adam step of every run's teacher on its own MNIST batch (class logits only)."""
+@partial(jax.jit, static_argnames=("apply_fn", "tx", "liminal", "aux"), donate_argnames=("params_R", "opt_R"))
+def teacher_step(apply_fn, tx, params_R, opt_R, x_train_NxD, y_train_N, idx_RxB, mask_RxB, ref_R=None, *,
+                 liminal: float = 0.0, aux: tuple[int, ...] = ()):
+    """One Adam step of every run's teacher on its own MNIST batch (class logits only).
 
-    def one(params, opt, idx, mask):
-        loss, grads = jax.value_and_grad(
-            lambda p: masked_mean(class_ce(apply_fn, p, x_train_NxD[idx], y_train_N[idx]), mask))(params)
+    ``liminal`` = lambda > 0 adds lambda KL(reference || teacher) on the ``aux`` logits of the same batch, the
+    reference being the run's init ``ref_R``: a teacher that keeps its aux outputs where they began (the "liminal
+    training" defence)."""
+    kl_aux = theory.kl_divergence(subset=aux) if liminal else None
+
+    def one(params, opt, idx, mask, ref):
+        x, y = x_train_NxD[idx], y_train_N[idx]
+
+        def objective(p):
+            value = masked_mean(class_ce(apply_fn, p, x, y), mask)
+            if liminal:
+                z, z0 = apply_fn(p, x), jax.lax.stop_gradient(apply_fn(ref, x))
+                value = value + liminal * masked_mean(jax.vmap(lambda a, b: kl_aux(a[None], b[None]))(z, z0), mask)
+            return value
+
+        loss, grads = jax.value_and_grad(objective)(params)
         updates, opt = tx.update(grads, opt, params)
         return optax.apply_updates(params, updates), opt, loss
 
-    return jax.vmap(one)(params_R, opt_R, idx_RxB, mask_RxB)
+    return jax.vmap(one)(params_R, opt_R, idx_RxB, mask_RxB, ref_R)
 
 
 def empty_targets(n_runs: int, n_noise: int, n_out: int) -> dict:
@@ -99,42 +135,56 @@ def empty_targets(n_runs: int, n_noise: int, n_out: int) -> dict:
     return {whose: jnp.zeros((n_runs, n_noise, n_out), jnp.float32) for whose in ("same", "other")}
 
 
-@partial(jax.jit, static_argnames=("apply_fn", "tx", "aux", "fill"), donate_argnames=("students", "targets"))
+@partial(jax.jit, static_argnames=("apply_fn", "tx", "aux", "fill", "loss", "inputs"),
+         donate_argnames=("students", "targets"))
 def student_step(apply_fn, tx, aux, students, targets, teacher_R, teacher_other_R, noise_key_R, idx_RxB, mask_RxB,
-                 *, fill: bool):
-    """One Adam step of the four students of every run on a batch of the run's noise images.
+                 *, fill: bool, loss: str = "kl", inputs: str = "uniform", pool_NxD=None, directions=None,
+                 task_batch=None):
+    """One optimizer step (``tx``) of the four students of every run on a batch of the run's inputs.
 
     ``students`` maps each name of STUDENTS to (params_R, opt_R). ``targets`` (see ``empty_targets``) holds the
-    teachers' logits on the run's fixed noise set. The set is fixed, so they are computed once: in the first epoch
+    teachers' logits on the run's fixed input set. The set is fixed, so they are computed once: in the first epoch
     (``fill=True``) on the batch and stored, and read back in later epochs. That saves 4 of the 5 teacher forward
-    passes per image. Returns (students, targets, losses).
-    """
-    losses = student_losses(aux)
+    passes per image. Returns (students, targets, values): values[name] is the student's imitation loss.
 
-    def one_run(studs, stored, t_same, t_other, key, idx, mask):
-        x_BxD = noise_images(key, idx)
+    The sweeps' options (defaults: the paper's Fig. 10): ``loss`` (``student_losses``); ``inputs`` and ``pool_NxD``
+    (``input_images``); ``directions`` (name -> params_R): each step's update loses its component along the run's
+    direction (``theory.remove_component``; a zero direction changes nothing); ``task_batch`` = (x_BxD, y_B):
+    values["alignment"][name] is cos(grad L_S, grad L_T), L_T the class loss on that batch at the student's params.
+    """
+    losses = student_losses(aux, loss)
+
+    def one_run(studs, stored, t_same, t_other, key, idx, mask, dirs):
+        x_BxD = input_images(inputs, key, idx, pool_NxD)
         if fill:
             ys = {"same": apply_fn(t_same, x_BxD), "other": apply_fn(t_other, x_BxD)}
             keep = jnp.where(mask, idx, stored["same"].shape[0])  # padding rows point past the end: dropped
             stored = {w: stored[w].at[keep].set(ys[w], mode="drop") for w in ys}
         else:
             ys = {w: stored[w][idx] for w in stored}
-        new, values = {}, {}
+        new, values, align = {}, {}, {}
         for name, (which, whose) in STUDENTS.items():
             params, opt = studs[name]
-            loss = losses[which]
+            loss_fn = losses[which]
             y_BxK = jax.lax.stop_gradient(ys[whose])
 
             def objective(p):
-                per_example = jax.vmap(lambda z, y: loss(z[None], y[None]))(apply_fn(p, x_BxD), y_BxK)
+                per_example = jax.vmap(lambda z, y: loss_fn(z[None], y[None]))(apply_fn(p, x_BxD), y_BxK)
                 return masked_mean(per_example, mask)
 
             value, grads = jax.value_and_grad(objective)(params)
+            if task_batch is not None:
+                g_task = jax.grad(lambda p: class_ce(apply_fn, p, *task_batch).mean())(params)
+                align[name] = theory.cosine(grads, g_task)
             updates, opt = tx.update(grads, opt, params)
+            if dirs is not None:
+                updates = theory.remove_component(updates, dirs[name])
             new[name], values[name] = (optax.apply_updates(params, updates), opt), value
+        if task_batch is not None:
+            values["alignment"] = align
         return new, stored, values
 
-    return jax.vmap(one_run)(students, targets, teacher_R, teacher_other_R, noise_key_R, idx_RxB, mask_RxB)
+    return jax.vmap(one_run)(students, targets, teacher_R, teacher_other_R, noise_key_R, idx_RxB, mask_RxB, directions)
 
 
 @partial(jax.jit, static_argnames=("apply_fn",))

@@ -1,4 +1,4 @@
-"""Shared fixtures: float64 + strict dtype promotion for the math, and the real-MNIST location."""
+"""Shared fixtures: float64 + strict dtype promotion for the math, and the real MNIST and Fashion-MNIST locations."""
 
 from __future__ import annotations
 
@@ -26,6 +26,22 @@ def mnist_root():
     if root is None:
         msg = ("real MNIST not found: set SUBLIMINAL_DATA_DIR to a torchvision MNIST root, or SUBLIMINAL_MNIST_GZ "
                "to a folder with the four original .gz files")
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return root
+
+
+@pytest.fixture(scope="session")
+def fashion_root():
+    """Root folder with real Fashion-MNIST in torchvision's layout (``<root>/FashionMNIST/raw``). Skips offline; fails
+    in CI (SUBLIMINAL_REQUIRE_DATA=1)."""
+    from mnist_mlp.data import resolve_test_data_dir
+
+    root = resolve_test_data_dir(dataset="fashion")
+    if root is None:
+        msg = ("real Fashion-MNIST not found: set SUBLIMINAL_DATA_DIR to a torchvision root holding FashionMNIST/raw, "
+               "or SUBLIMINAL_FASHION_GZ to a folder with the four original Fashion-MNIST .gz files")
         if IN_CI:
             pytest.fail(msg)
         pytest.skip(msg)

@@ -7,7 +7,7 @@ import importlib
 import pytest
 from typer.testing import CliRunner
 
-CLIS = {"theory": [], "mnist_mlp": [], "figures": [],
+CLIS = {"theory": [], "mnist_mlp": [[], ["sweep"]], "figures": [],
         "llm_bridge": [[], ["run"], ["study"], ["diagnose"], ["teacher"], ["first-step"]]}
 
 

@@ -5,6 +5,8 @@ facts about L_S, both pinned by tests: its gradient in z vanishes at z = y, and 
 semi-definite with a null space orthogonal to dL_S/dz. ``curvature_BxKxK`` returns that M per example in closed form:
 - softmax cross-entropy (soft targets softmax(y)): M = diag(p) - p p^T with p = softmax(y), the covariance of the
   categorical distribution p; restricted to ``subset`` the softmax runs over those logits only and M is zero elsewhere.
+  At a distillation temperature T both softmaxes take logits / T (Hinton et al.'s tempered targets, without their T^2
+  factor): M = (diag(p) - p p^T) / T^2 with p = softmax(y / T).
 - squared error sum_k w_k (z_k - y_k)^2: M = 2 diag(w); w_k = 0 leaves logit k out of the loss.
 The paper's MNIST student (Section 6.2) uses KL(softmax(y_aux) || softmax(z_aux)), which is the cross-entropy minus the
 teacher's entropy: the same gradients and the same M.
@@ -66,15 +68,22 @@ def _check_subset(subset) -> tuple[int, ...] | None:
 
 @dataclass(frozen=True)
 class SoftmaxCrossEntropy:
-    """-sum_k softmax(y)_k log softmax(z)_k over ``subset`` (all logits if None), mean over the batch."""
+    """-sum_k softmax(y/T)_k log softmax(z/T)_k over ``subset`` (all logits if None), mean over the batch; T is the
+    ``temperature`` (1: the plain loss)."""
 
     subset: tuple[int, ...] | None = None
+    temperature: float = 1.0
 
     def __post_init__(self):
         object.__setattr__(self, "subset", _check_subset(self.subset))
+        t = float(self.temperature)
+        if not (np.isfinite(t) and t > 0):
+            raise ValueError(f"temperature must be finite and > 0; got {self.temperature}")
+        object.__setattr__(self, "temperature", t)
 
     def _select(self, a_BxK):
-        return a_BxK if self.subset is None else a_BxK[:, jnp.asarray(self.subset)]
+        a = a_BxK if self.subset is None else a_BxK[:, jnp.asarray(self.subset)]
+        return a if self.temperature == 1.0 else a / self.temperature  # T = 1 untouched: bit for bit the plain loss
 
     def __call__(self, logits_BxK, targets_BxK):
         _check_logits(logits_BxK, targets_BxK, self.subset)
@@ -85,6 +94,8 @@ class SoftmaxCrossEntropy:
         """Closed-form M = -d^2 L / dy dz per example (the batch mean's 1/B not included)."""
         p_BxS = jax.nn.softmax(self._select(targets_BxK), axis=-1)
         m_BxSxS = jax.vmap(jnp.diag)(p_BxS) - p_BxS[:, :, None] * p_BxS[:, None, :]
+        if self.temperature != 1.0:
+            m_BxSxS = m_BxSxS / self.temperature**2
         if self.subset is None:
             return m_BxSxS
         b, k = jnp.shape(targets_BxK)
@@ -94,7 +105,8 @@ class SoftmaxCrossEntropy:
 
 @dataclass(frozen=True)
 class KLDivergence(SoftmaxCrossEntropy):
-    """KL(softmax(y) || softmax(z)) over ``subset``: cross-entropy minus the teacher's entropy (a constant in z)."""
+    """KL(softmax(y/T) || softmax(z/T)) over ``subset``: cross-entropy minus the teacher's entropy (a constant in
+    z)."""
 
     def __call__(self, logits_BxK, targets_BxK):
         ce = super().__call__(logits_BxK, targets_BxK)
@@ -137,14 +149,15 @@ class SquaredError:
         return jnp.broadcast_to(2.0 * jnp.diag(w_K), (b, k, k))
 
 
-def softmax_cross_entropy(subset=None) -> SoftmaxCrossEntropy:
-    """Soft-label cross-entropy on the logits in ``subset`` (a sequence of indices; None = all)."""
-    return SoftmaxCrossEntropy(subset=subset)
+def softmax_cross_entropy(subset=None, temperature: float = 1.0) -> SoftmaxCrossEntropy:
+    """Soft-label cross-entropy on the logits in ``subset`` (a sequence of indices; None = all), at ``temperature``."""
+    return SoftmaxCrossEntropy(subset=subset, temperature=temperature)
 
 
-def kl_divergence(subset=None) -> KLDivergence:
-    """KL(teacher || student) of the softmax over ``subset``: the MNIST auxiliary-logit loss of Section 6.2."""
-    return KLDivergence(subset=subset)
+def kl_divergence(subset=None, temperature: float = 1.0) -> KLDivergence:
+    """KL(teacher || student) of the softmax over ``subset``: the MNIST auxiliary-logit loss of Section 6.2 (at
+    ``temperature`` T, the softmaxes of logits / T)."""
+    return KLDivergence(subset=subset, temperature=temperature)
 
 
 def squared_error(weights=None, subset=None) -> SquaredError:

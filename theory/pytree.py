@@ -95,6 +95,15 @@ def cosine(a, b) -> jax.Array:
     return inner(a, b) / (norm(a) * norm(b))
 
 
+def remove_component(a, b):
+    """``a`` minus its component along ``b``: a - <a, b> / |b|^2 b, orthogonal to ``b``. A zero ``b`` has no
+    direction to remove, so ``a`` comes back unchanged (bit for bit). The projection ablation of the MNIST mechanism
+    study: a student step with its component along the teacher's update taken out."""
+    bb = inner(b, b)
+    c = jnp.where(bb > 0, inner(a, b) / jnp.where(bb > 0, bb, 1.0), 0.0)
+    return jax.tree_util.tree_map(lambda x, y: jnp.where(bb > 0, x - c.astype(x.dtype) * y, x), a, b)
+
+
 def tree_add(a, b):
     check_same_structure(a, b)
     return jax.tree_util.tree_map(jnp.add, a, b)

@@ -1,16 +1,20 @@
-"""MNIST loading: clear errors for missing, truncated and corrupt files; real files load as the paper scales them.
+"""MNIST and Fashion-MNIST loading: clear errors for missing, truncated and corrupt files; real files load as the
+paper scales them.
 
-Error paths use small synthetic IDX files. The happy path runs on a "tiny MNIST" (a few items per file, with
-``data.FILES`` patched to their MD5s and counts) and on the real files, unpacked once per session from
-``$SUBLIMINAL_MNIST_GZ`` or ``<repo>/../shared/data/mnist`` (skipped when absent, failed when
-``SUBLIMINAL_REQUIRE_DATA=1``).
+Error paths use small synthetic IDX files. The happy path runs on a "tiny MNIST" / "tiny Fashion-MNIST" (a few items
+per file, with the dataset's entry in ``data.DATASETS`` patched to their MD5s and counts) and on the real files:
+MNIST unpacked once per session from ``$SUBLIMINAL_MNIST_GZ`` or ``<repo>/../shared/data/mnist``, Fashion-MNIST
+through the ``fashion_root`` fixture (``$SUBLIMINAL_FASHION_GZ`` or ``<repo>/../shared/data/fashion-mnist``); both
+skipped when absent, failed when ``SUBLIMINAL_REQUIRE_DATA=1``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import os
+import shutil
 import struct
 from pathlib import Path
 from urllib.error import URLError
@@ -19,7 +23,15 @@ import numpy as np
 import pytest
 
 from mnist_mlp import data
-from mnist_mlp.data import DataError, load_mnist, prepare_from_gz, resolve_test_data_dir, validate_raw
+from mnist_mlp.data import (
+    DataError,
+    ensure_dataset,
+    load_dataset,
+    load_mnist,
+    prepare_from_gz,
+    resolve_test_data_dir,
+    validate_raw,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEST_FILES = data.SPLITS["test"]
@@ -31,22 +43,24 @@ def idx_bytes(magic: int, count: int, *, payload: bytes | None = None, dims: tup
     return header + (bytes(n) if payload is None else payload)
 
 
-def write_raw(root: Path, name: str, content: bytes) -> Path:
-    path = data.raw_dir(root) / name
+def write_raw(root: Path, name: str, content: bytes, dataset: str = "mnist") -> Path:
+    path = data.raw_dir(root, dataset=dataset) / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(content)
     return path
 
 
-def write_valid_headers(root: Path) -> None:
+def write_valid_headers(root: Path, dataset: str = "mnist") -> None:
     """Both test-split files with correct headers and sizes (all-zero payload, so the MD5 is wrong)."""
     for name in TEST_FILES:
-        _, magic, count = data.FILES[name]
-        write_raw(root, name, idx_bytes(magic, count))
+        _, magic, count = data.DATASETS[dataset].files[name]
+        write_raw(root, name, idx_bytes(magic, count), dataset)
 
 
-def assert_says_what_to_do(msg: str, root: Path) -> None:
+def assert_says_what_to_do(msg: str, root: Path, dataset: str = "mnist") -> None:
     assert "--download" in msg and "--from-gz" in msg and str(root) in msg
+    if dataset == "fashion":  # the fix must be Fashion's, not MNIST's
+        assert "Fashion-MNIST" in msg and "python -m mnist_mlp.data --dataset fashion --from-gz DIR" in msg
 
 
 # ---- synthetic error paths ----------------------------------------------------------------------------------------
@@ -117,7 +131,7 @@ def test_unknown_split():
 
 
 def fake_gz_dir(tmp_path: Path, content: bytes = b"not mnist") -> Path:
-    gz_dir = tmp_path / "gz"
+    gz_dir = tmp_path / "gz"  # the same file names serve both datasets
     gz_dir.mkdir()
     for name in data.FILES:
         (gz_dir / f"{name}.gz").write_bytes(gzip.compress(content))
@@ -180,14 +194,13 @@ def test_cli_reports_errors_without_traceback(tmp_path):
 
 # ---- happy path on a tiny synthetic MNIST (same code path, a few items per file) -----------------------------------
 
-@pytest.fixture
-def tiny_gz(monkeypatch, tmp_path) -> Path:
-    """A gz folder with 5 train / 3 test items and SHA256SUMS; ``data.FILES`` patched to match."""
-    rng = np.random.default_rng(0)
-    gz_dir = tmp_path / "tiny-gz"
+def make_tiny_gz(monkeypatch, tmp_path: Path, dataset: str, seed: int) -> Path:
+    """A gz folder with 5 train / 3 test items and SHA256SUMS; ``data.DATASETS[dataset]`` patched to match."""
+    rng = np.random.default_rng(seed)
+    gz_dir = tmp_path / f"tiny-{dataset}-gz"
     gz_dir.mkdir()
     files = {}
-    for name, (_, magic, _) in data.FILES.items():
+    for name, (_, magic, _) in data.DATASETS[dataset].files.items():
         count = 5 if name.startswith("train") else 3
         if magic == data.IMAGE_MAGIC:
             payload = rng.integers(0, 256, count * 784)
@@ -198,8 +211,18 @@ def tiny_gz(monkeypatch, tmp_path) -> Path:
         (gz_dir / f"{name}.gz").write_bytes(gzip.compress(raw))
         files[name] = (hashlib.md5(raw).hexdigest(), magic, count)
     write_sums(gz_dir)
-    monkeypatch.setattr(data, "FILES", files)
+    monkeypatch.setitem(data.DATASETS, dataset, dataclasses.replace(data.DATASETS[dataset], files=files))
     return gz_dir
+
+
+@pytest.fixture
+def tiny_gz(monkeypatch, tmp_path) -> Path:
+    return make_tiny_gz(monkeypatch, tmp_path, "mnist", seed=0)
+
+
+@pytest.fixture
+def tiny_fashion_gz(monkeypatch, tmp_path) -> Path:
+    return make_tiny_gz(monkeypatch, tmp_path, "fashion", seed=1)  # another seed: content differs from tiny MNIST's
 
 
 def test_prepare_from_gz_unpacks_validates_and_skips_valid_files(tiny_gz, tmp_path):
@@ -303,3 +326,237 @@ def test_real_second_load_is_identical(real_root):
     x3, y3 = load_mnist(real_root, split="test")
     np.testing.assert_array_equal(x1, x3)
     np.testing.assert_array_equal(y1, y3)
+
+
+# ---- Fashion-MNIST: same files, checks and offline path, in its own folder ------------------------------------------
+
+def test_unknown_dataset_lists_the_known_ones(tmp_path):
+    calls = [lambda: load_dataset("kmnist", tmp_path), lambda: validate_raw(tmp_path, "test", dataset="kmnist"),
+             lambda: prepare_from_gz(tmp_path, tmp_path, dataset="kmnist"), lambda: data.raw_dir(tmp_path, dataset="x"),
+             lambda: data.gz_source(dataset="kmnist"), lambda: resolve_test_data_dir(dataset="kmnist"),
+             lambda: ensure_dataset("kmnist", tmp_path, download=False)]
+    for call in calls:
+        with pytest.raises(ValueError, match=r"unknown dataset .*known datasets: 'mnist', 'fashion'"):
+            call()
+    with pytest.raises(SystemExit):  # argparse rejects it before anything runs
+        data.main(["--dataset", "kmnist", "--download"])
+
+
+def test_fashion_missing_files_name_the_fashion_folder_and_fix(tmp_path):
+    with pytest.raises(DataError, match="Fashion-MNIST test files not found") as e:
+        load_dataset("fashion", tmp_path, split="test")
+    msg = str(e.value)
+    assert all(str(tmp_path / "FashionMNIST" / "raw" / n) in msg for n in TEST_FILES)
+    assert str(tmp_path / "MNIST" / "raw") not in msg
+    assert_says_what_to_do(msg, tmp_path, "fashion")
+
+
+def test_fashion_ignores_mnist_files_in_the_same_root(tiny_gz, tmp_path):
+    prepare_from_gz(tiny_gz, tmp_path)  # MNIST present and valid under <root>/MNIST/raw ...
+    with pytest.raises(DataError, match="Fashion-MNIST train files not found"):  # ... is not Fashion-MNIST
+        load_dataset("fashion", tmp_path, split="train")
+
+
+def test_fashion_truncated_file_says_delete_and_redo(tmp_path):
+    write_valid_headers(tmp_path, "fashion")
+    images = write_raw(tmp_path, TEST_FILES[0], idx_bytes(2051, 10_000, payload=bytes(1000)), "fashion")
+    with pytest.raises(DataError, match=r"FashionMNIST/raw/t10k-images-idx3-ubyte is truncated or corrupt.*Delete it"
+                       ) as e:
+        load_dataset("fashion", tmp_path, split="test")
+    assert_says_what_to_do(str(e.value), tmp_path, "fashion")
+    images.write_bytes(b"\x00\x00")  # shorter than the header
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte is truncated"):
+        validate_raw(tmp_path, "test", dataset="fashion")
+
+
+def test_fashion_wrong_magic_names_the_dataset(tmp_path):
+    write_valid_headers(tmp_path, "fashion")
+    write_raw(tmp_path, TEST_FILES[0], idx_bytes(2049, 10_000), "fashion")
+    with pytest.raises(DataError, match="expected 2051: not the Fashion-MNIST image IDX file") as e:
+        validate_raw(tmp_path, "test", dataset="fashion")
+    assert_says_what_to_do(str(e.value), tmp_path, "fashion")
+
+
+def test_fashion_valid_header_but_wrong_content_fails_md5(tmp_path):
+    write_valid_headers(tmp_path, "fashion")
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte has a valid header and size but the wrong MD5") as e:
+        load_dataset("fashion", tmp_path, split="test")
+    assert_says_what_to_do(str(e.value), tmp_path, "fashion")
+
+
+def test_fashion_gz_sha256_mismatch_names_the_file(tmp_path):
+    gz_dir = fake_gz_dir(tmp_path)
+    write_sums(gz_dir, {f"{n}.gz": "0" * 64 for n in data.FILES})
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte\.gz does not match its SHA256SUMS.*Fashion-MNIST "
+                                        r"archive is corrupt; fetch it again"):
+        prepare_from_gz(gz_dir, tmp_path / "root", dataset="fashion")
+    assert not any(data.raw_dir(tmp_path / "root", dataset="fashion").iterdir())
+
+
+def test_fashion_rejects_archives_of_the_wrong_dataset(tiny_gz, tmp_path):
+    # Same file names, checksums in order: only the MD5 of the unpacked file tells MNIST's archives from Fashion's.
+    with pytest.raises(DataError, match=r"unpacks to a file with the wrong MD5.*not the original Fashion-MNIST file"):
+        prepare_from_gz(tiny_gz, tmp_path / "root", dataset="fashion")
+    assert not any(data.raw_dir(tmp_path / "root", dataset="fashion").iterdir())
+
+
+def test_fashion_missing_archive_names_the_dataset(tmp_path):
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte\.gz not found.*original Fashion-MNIST archives"):
+        prepare_from_gz(tmp_path / "nowhere", tmp_path / "root", dataset="fashion")
+
+
+def test_fashion_download_failure_points_to_the_fashion_offline_path(monkeypatch, tmp_path):
+    import torchvision.datasets
+
+    def offline(*args, **kwargs):
+        raise RuntimeError(f"Error downloading train-images-idx3-ubyte.gz: {URLError('no network')}")
+
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", offline)
+    with pytest.raises(DataError, match=r"downloading Fashion-MNIST into .*FashionMNIST/raw failed.*"
+                                        r"--dataset fashion --from-gz DIR --data-dir"):
+        load_dataset("fashion", tmp_path, split="train", download=True)
+
+
+def test_fashion_loads_through_torchvision_from_its_own_folder(tiny_fashion_gz, tmp_path):
+    raw = prepare_from_gz(tiny_fashion_gz, tmp_path, dataset="fashion")
+    assert raw == tmp_path / "FashionMNIST" / "raw" and not (tmp_path / "MNIST").exists()
+    x, y = load_dataset("fashion", tmp_path, split="train")
+    assert x.shape == (5, 784) and x.dtype == np.float32 and y.dtype == np.int32
+    assert x.min() == -1.0 and x.max() == 1.0
+    np.testing.assert_array_equal(y, np.arange(5))
+    with pytest.raises(ValueError):
+        x[0, 0] = 0.0  # cached arrays are shared, hence read-only
+    xt, _ = load_dataset("fashion", tmp_path, split="test")
+    assert xt.shape == (3, 784)
+
+
+def test_fashion_load_needs_the_other_split_too(tiny_fashion_gz, tmp_path):
+    raw = prepare_from_gz(tiny_fashion_gz, tmp_path, dataset="fashion")
+    (raw / "train-labels-idx1-ubyte").unlink()
+    with pytest.raises(DataError, match=r"FashionMNIST needs all four Fashion-MNIST files.*train-labels") as e:
+        load_dataset("fashion", tmp_path, split="test")  # torchvision would say only "Dataset not found"
+    assert_says_what_to_do(str(e.value), tmp_path, "fashion")
+
+
+def test_fashion_corrupt_byte_fails_md5(tiny_fashion_gz, tmp_path):
+    raw = prepare_from_gz(tiny_fashion_gz, tmp_path, dataset="fashion")
+    images = raw / TEST_FILES[0]
+    content = bytearray(images.read_bytes())
+    content[16 + 100] ^= 0xFF  # one pixel, after the header: header and size stay valid
+    images.write_bytes(bytes(content))
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte has a valid header and size but the wrong MD5") as e:
+        load_dataset("fashion", tmp_path, split="test")
+    assert_says_what_to_do(str(e.value), tmp_path, "fashion")
+
+
+def test_mnist_and_fashion_share_a_root_without_mixing(tiny_gz, tiny_fashion_gz, tmp_path):
+    prepare_from_gz(tiny_gz, tmp_path)
+    prepare_from_gz(tiny_fashion_gz, tmp_path, dataset="fashion")
+    xm, _ = load_mnist(tmp_path, split="train")
+    xf, _ = load_dataset("fashion", tmp_path, split="train")
+    assert xm.shape == xf.shape and not np.array_equal(xm, xf)
+    np.testing.assert_array_equal(load_dataset("mnist", tmp_path, split="train")[0], xm)
+
+
+def test_resolve_and_ensure_fashion_use_their_own_gz_variable(tiny_gz, tiny_fashion_gz, monkeypatch, tmp_path):
+    root = tmp_path / "root"
+    monkeypatch.setenv("SUBLIMINAL_DATA_DIR", str(root))
+    monkeypatch.setenv("SUBLIMINAL_MNIST_GZ", str(tiny_gz))
+    monkeypatch.setenv("SUBLIMINAL_FASHION_GZ", str(tmp_path / "no-gz-here"))
+    assert resolve_test_data_dir(dataset="fashion") is None  # MNIST's archives are no source for Fashion-MNIST
+    with pytest.raises(DataError, match="Fashion-MNIST train files not found"):
+        ensure_dataset("fashion", root, download=False)
+    monkeypatch.setenv("SUBLIMINAL_FASHION_GZ", str(tiny_fashion_gz))
+    assert data.gz_source(dataset="fashion") == tiny_fashion_gz and data.gz_source() == tiny_gz
+    assert resolve_test_data_dir(dataset="fashion") == root
+    validate_raw(root, "train", dataset="fashion")
+    assert ensure_dataset("fashion", root, download=False) == root
+
+
+def test_cli_fashion_from_gz(tiny_fashion_gz, tmp_path, capsys):
+    data.main(["--dataset", "fashion", "--from-gz", str(tiny_fashion_gz), "--data-dir", str(tmp_path / "root")])
+    out = capsys.readouterr().out
+    assert "unpacked" in out and "train: 5 images OK" in out and "test: 3 images OK" in out
+    assert str(tmp_path / "root" / "FashionMNIST" / "raw") in out
+
+
+def test_cli_fashion_reports_errors_without_traceback(tmp_path):
+    with pytest.raises(SystemExit, match=r"^error: .*not found.*original Fashion-MNIST archives"):
+        data.main(["--dataset", "fashion", "--from-gz", str(tmp_path / "nowhere"), "--data-dir", str(tmp_path)])
+
+
+# ---- real Fashion-MNIST (the fashion_root fixture of tests/conftest.py; copies in tmp_path, shared files untouched) -
+
+def real_fashion_gz_dir() -> Path:
+    """The real Fashion-MNIST archives. Skips offline; fails with SUBLIMINAL_REQUIRE_DATA=1."""
+    gz = data.gz_source(dataset="fashion")
+    if gz is None:
+        msg = ("real Fashion-MNIST .gz files not found: set SUBLIMINAL_FASHION_GZ to a folder with "
+               f"{', '.join(n + '.gz' for n in data.DATASETS['fashion'].files)}")
+        if os.environ.get("SUBLIMINAL_REQUIRE_DATA") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return gz
+
+
+@pytest.mark.data
+def test_real_fashion_splits(fashion_root):
+    for split, n in (("train", 60_000), ("test", 10_000)):
+        x, y = load_dataset("fashion", fashion_root, split=split)
+        assert x.shape == (n, 784) and x.dtype == np.float32
+        assert y.shape == (n,) and y.dtype == np.int32
+        assert x.min() == -1.0 and x.max() == 1.0
+        np.testing.assert_array_equal(np.bincount(y, minlength=10), [n // 10] * 10)  # balanced classes 0..9
+
+
+@pytest.mark.data
+def test_real_fashion_differs_from_mnist(fashion_root, mnist_root):
+    xf, yf = load_dataset("fashion", fashion_root, split="test")
+    xm, ym = load_mnist(mnist_root, split="test")
+    assert xf.shape == xm.shape and not np.array_equal(xf, xm)
+    # Known signatures, so reading the other dataset's folder fails: mean pixel 0.286 (clothes) vs 0.131 (digits),
+    # i.e. about -0.43 vs -0.74 after scaling; 1000 items per class vs MNIST's 1135 ones.
+    assert xf.mean() > -0.6 > xm.mean()
+    assert np.bincount(yf)[1] == 1000 and np.bincount(ym)[1] == 1135
+
+
+@pytest.mark.data
+def test_real_fashion_missing_truncated_or_corrupt_copy_fails(fashion_root, tmp_path):
+    src, dst = data.raw_dir(fashion_root, dataset="fashion"), data.raw_dir(tmp_path, dataset="fashion")
+    dst.mkdir(parents=True)
+    for name in TEST_FILES:
+        shutil.copyfile(src / name, dst / name)  # copyfile, not copy: the copies must be writable
+    validate_raw(tmp_path, "test", dataset="fashion")  # the intact copy is valid
+    with pytest.raises(DataError, match=r"needs all four Fashion-MNIST files.*train-images-idx3-ubyte") as e:
+        load_dataset("fashion", tmp_path, split="test")  # but torchvision also wants the train files
+    assert_says_what_to_do(str(e.value), tmp_path, "fashion")
+    images, labels = dst / TEST_FILES[0], dst / TEST_FILES[1]
+    content = bytearray(images.read_bytes())
+    content[16 + 5_000] ^= 0xFF  # one pixel: header and size stay valid
+    images.write_bytes(bytes(content))
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte has a valid header and size but the wrong MD5") as e:
+        load_dataset("fashion", tmp_path, split="test")
+    assert_says_what_to_do(str(e.value), tmp_path, "fashion")
+    labels.write_bytes(labels.read_bytes()[:-1])
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte is truncated or corrupt: 10007 bytes, expected 10008"):
+        load_dataset("fashion", tmp_path, split="test")
+    images.unlink()
+    with pytest.raises(DataError, match=r"Fashion-MNIST test files not found.*t10k-images-idx3-ubyte") as e:
+        load_dataset("fashion", tmp_path, split="test")
+    assert_says_what_to_do(str(e.value), tmp_path, "fashion")
+
+
+@pytest.mark.data
+def test_real_fashion_gz_not_matching_sha256sums_fails(tmp_path):
+    gz, copy = real_fashion_gz_dir(), tmp_path / "gz"
+    copy.mkdir()
+    for name in [f"{n}.gz" for n in data.DATASETS["fashion"].files] + ["SHA256SUMS"]:
+        shutil.copyfile(gz / name, copy / name)
+    archive = copy / "train-images-idx3-ubyte.gz"
+    content = bytearray(archive.read_bytes())
+    content[len(content) // 2] ^= 0xFF
+    archive.write_bytes(bytes(content))
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte\.gz does not match its SHA256SUMS entry.*"
+                                        r"Fashion-MNIST archive is corrupt; fetch it again"):
+        prepare_from_gz(copy, tmp_path / "root", dataset="fashion")
+    assert not any(data.raw_dir(tmp_path / "root", dataset="fashion").iterdir())  # nothing unpacked from it

@@ -19,6 +19,7 @@ def losses_for(k):
     sub = tuple(range(k - 3, k))
     w = tuple(float(x) for x in np.linspace(0.0, 2.0, k))  # includes a zero weight
     return [theory.softmax_cross_entropy(), theory.softmax_cross_entropy(subset=sub), theory.kl_divergence(subset=sub),
+            theory.kl_divergence(subset=sub, temperature=0.5), theory.kl_divergence(temperature=2.0),
             theory.squared_error(), theory.squared_error(weights=w), theory.squared_error(subset=sub)]
 
 
@@ -83,6 +84,22 @@ def test_kl_is_cross_entropy_minus_teacher_entropy():
     # Only the aux logits count: changing class logits leaves the loss unchanged.
     np.testing.assert_allclose(theory.kl_divergence(aux)(z.at[:, :10].add(3.0), y), theory.kl_divergence(aux)(z, y),
                                rtol=TOL.rtol)
+
+
+@pytest.mark.parametrize("t", [0.5, 2.0])
+def test_tempered_kl_is_kl_of_scaled_logits(t):
+    """KL at temperature T == the plain KL of logits / T (by definition), its curvature is the plain one of y / T
+    divided by T^2 (chain rule), and T = 1 is the plain loss bit for bit."""
+    rng = np.random.default_rng(1)
+    z, y = jnp.asarray(rng.standard_normal((4, 13))), jnp.asarray(rng.standard_normal((4, 13)))
+    aux = (10, 11, 12)
+    hot, plain = theory.kl_divergence(aux, temperature=t), theory.kl_divergence(aux)
+    np.testing.assert_allclose(hot(z, y), plain(z / t, y / t), rtol=TOL.rtol)
+    np.testing.assert_allclose(hot.curvature_BxKxK(y), plain.curvature_BxKxK(y / t) / t**2, rtol=TOL.rtol,
+                               atol=TOL.atol)
+    assert float(theory.kl_divergence(aux, temperature=1.0)(z, y)) == float(plain(z, y))
+    with pytest.raises(ValueError, match="temperature"):
+        theory.kl_divergence(aux, temperature=0.0)
 
 
 def test_squared_error_value_and_zero_weight():

@@ -38,3 +38,16 @@ def test_nan_is_reported_with_its_leaf():
     a, _ = trees()
     with pytest.raises(ValueError, match=r"xs\['w'\] contains 1 NaN"):
         theory.check_finite({"w": a["w"].at[0, 0].set(jnp.nan)}, name="xs")
+
+
+def test_remove_component_matches_numpy_and_zero_direction_is_a_no_op():
+    """a - <a,b>/|b|^2 b by flattened numpy, orthogonal to b; a zero b returns a bit for bit."""
+    a, b = trees(3)
+    out = theory.remove_component(a, b)
+    fa, fb = np.asarray(theory.flatten(a)), np.asarray(theory.flatten(b))
+    np.testing.assert_allclose(np.asarray(theory.flatten(out)), fa - fa @ fb / (fb @ fb) * fb, rtol=1e-12)
+    assert abs(float(theory.inner(out, b))) < 1e-12 * float(theory.norm(a) * theory.norm(b))
+    zero = {k: jnp.zeros_like(v) for k, v in b.items()}
+    same = theory.remove_component(a, zero)
+    for k in a:
+        assert np.array_equal(np.asarray(same[k]), np.asarray(a[k]))

@@ -1,0 +1,214 @@
+"""Sweeps of the Fig. 10 protocol (paper Section 6.2) and the mechanism studies: where subliminal transfer happens,
+and whether the theory's first-order quantity (Section 6, Lemma 1) predicts it.
+
+``python -m mnist_mlp sweep NAME --preset quick|full [--resume]``. A sweep is a list of cells; a cell is the Fig. 10
+experiment (``mnist_mlp.experiment``: the same step functions, vmapped over its runs) with a few ``MnistConfig``
+knobs changed. Every cell has the aux-only students of the same init (``aux_same``) and of a different init
+(``aux_other``), and reports per student the test accuracy, the first-step gradient projection on the teacher's update
+(Lemma 1's quantity) and the cosine of the whole update, each as a mean with a 95% bootstrap CI over runs. Cells that
+share a configuration share one run folder, so the Fig. 10 baseline is trained once for all sweeps.
+
+``transfer_map`` pools every finished sweep: each cell's first-order prediction against its measured transfer
+(aux-student accuracy minus chance), with Spearman's rank correlation and its bootstrap CI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mnist_mlp import experiment
+from mnist_mlp.config import MnistConfig
+from results import load_json, save_json
+from theory.stats import bootstrap_ci
+
+CHANCE = 0.1
+PRESETS = ("quick", "full")
+SWEEP_STUDENTS = ("aux_same", "aux_other", "all_same", "all_other")
+
+
+@dataclass(frozen=True)
+class Sweep:
+    title: str
+    axis: str  # the x-axis label of its figure
+    cells: tuple[tuple[str, tuple[tuple[str, object], ...]], ...]  # (label, MnistConfig overrides)
+    published: str = ""  # the trend published for it, which paper_notes.md sets ours against
+
+
+def _cells(key: str, values, label=str) -> tuple:
+    return tuple((label(v), ((key, v),)) for v in values)
+
+
+SWEEPS: dict[str, Sweep] = {
+    "init": Sweep("Init distance", "student init sigma (0 = shared, 1 = fresh)",
+                  _cells("init_sigma", (0.0, 0.01, 0.03, 0.1, 0.3, 1.0), lambda v: f"{v:g}"),
+                  "transfer needs a shared init (Fig. 10: 53.4% same vs 10.0% other)"),
+    "width": Sweep("Width", "hidden units per layer",
+                   tuple((str(w), (("hidden", (w, w)),)) for w in (64, 128, 256, 512, 1024)),
+                   "wider layers weaken transfer"),
+    "aux": Sweep("Aux logits", "auxiliary logits m", _cells("n_aux", (1, 3, 10, 30)),
+                 "more aux logits strengthen transfer"),
+    "loss": Sweep("Imitation loss", "student loss", _cells("student_loss", ("kl", "mse", "kl_t0.5", "kl_t2")), ""),
+    "optimizer": Sweep("Student optimizer", "optimizer (lr)",
+                       (("adam 3e-4", ()), ("signsgd 3e-4", (("student_optimizer", "signsgd"),)),
+                        *((f"sgd {lr:g}", (("student_optimizer", "sgd"), ("student_lr", lr))) for lr in
+                          (0.01, 0.1, 1.0))),
+                       "adaptive optimizers were reported necessary"),
+    "student_epochs": Sweep("Distillation length", "student epochs", _cells("student_epochs", (1, 5, 20)),
+                            "longer distillation helps (19.7% after 1 epoch, 77.2% after 40)"),
+    "teacher_epochs": Sweep("Teacher training", "teacher epochs", _cells("teacher_epochs", (1, 2, 5, 10)),
+                            "an inverted U in the teacher's training length"),
+    "inputs": Sweep("Student inputs", "what the students see",
+                    _cells("student_inputs", ("uniform", "gaussian", "mnist", "fashion")),
+                    "noise beats real digits (54.9% vs 15.1%)"),
+    "fashion": Sweep("Fashion-MNIST", "teacher's dataset", _cells("dataset", ("mnist", "fashion")),
+                     "transfer also on Fashion-MNIST"),
+    "ablation": Sweep("Projection ablation", "direction removed from each student step",
+                      _cells("ablate", ("none", "teacher", "random")),
+                      "removing the teacher-update direction should stop transfer; a random one should not"),
+    "liminal": Sweep("Liminal training", "lambda (teacher's aux KL to its init)",
+                     _cells("liminal", (0.0, 0.1, 1.0, 10.0), lambda v: f"{v:g}"),
+                     "liminal training as a defence"),
+    "heads": Sweep("Head compatibility", "student layers re-initialized",
+                   (("none", ()), ("hidden", (("reinit", "hidden"),)), ("heads", (("reinit", "heads"),))), ""),
+    "alignment": Sweep("Per-step alignment", "student step", (("aligned", (("log_alignment", True),)),),
+                       "gradient alignment between distillation and the teacher's task"),
+}
+# figure-only sweeps do not enter the transfer map twice: "alignment" repeats the baseline with a per-step log
+MAP_EXCLUDE = ("alignment",)
+
+
+def base_config(preset: str, **kw) -> MnistConfig:
+    """``full``: the paper's Fig. 10 protocol with 25 runs per cell. ``quick``: 2 runs and 10,240 noise images (10
+    student steps per epoch) per cell, an end-to-end check too small for conclusions."""
+    if preset == "full":
+        return MnistConfig(**{**dict(runs=25, chunk_size=25), **kw})
+    if preset == "quick":
+        return MnistConfig(**{**dict(runs=2, chunk_size=2, n_noise=10_240), **kw})
+    raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+
+
+def check_sweep(name: str) -> Sweep:
+    if name not in SWEEPS:
+        raise ValueError(f"unknown sweep {name!r}; choose one of {', '.join(SWEEPS)}")
+    return SWEEPS[name]
+
+
+def cell_configs(name: str, preset: str, **kw) -> list[tuple[str, MnistConfig]]:
+    """(label, config) of every cell of sweep ``name``; ``kw`` (e.g. ``data_dir``, ``seed``) applies to all."""
+    sweep = check_sweep(name)
+    base = base_config(preset, **kw)
+    return [(label, dataclasses.replace(base, **dict(over))) for label, over in sweep.cells]
+
+
+def _stat(v) -> dict:
+    v = np.asarray(v, float)
+    return {"mean": float(np.mean(v)), "ci95": bootstrap_ci(v)}
+
+
+def summarize_cell(res: dict) -> dict:
+    """The numbers of one cell from the experiment's results: per student, accuracy, transfer (accuracy minus
+    chance), first-step gradient projection and cosine, whole-update cosine, final imitation loss; the teacher's
+    accuracy; per-step alignment curves when logged."""
+    pr = res["per_run"]
+    out = {"teacher_accuracy": _stat(pr["teacher"]["accuracy"]),
+           "reference_accuracy": _stat(pr["reference"]["accuracy"]), "students": {}}
+    for name in SWEEP_STUDENTS:
+        d = pr[name]
+        out["students"][name] = {
+            "accuracy": _stat(d["accuracy"]),
+            "transfer": _stat(np.asarray(d["accuracy"], float) - CHANCE),
+            "first_step_projection": _stat(d["first_step_gradient_projection"]),
+            "first_step_cos": _stat(d["first_step_gradient_cos"]),
+            "total_update_cos": _stat(d["total_update_cos"]),
+            "final_imitation_loss": _stat(d["final_imitation_loss"]),
+        }
+        if "alignment_curve" in d:
+            a = np.asarray(d["alignment_curve"], float)  # runs x steps
+            out["students"][name]["alignment_curve"] = {"mean": a.mean(0).tolist(),
+                                                        "ci95": [bootstrap_ci(a[:, j]) for j in range(a.shape[1])]}
+    return out
+
+
+def sweep_name(name: str, preset: str, seed: int = 0) -> str:
+    return f"mnist_sweep_{name}_{preset}_seed{seed}"
+
+
+def run_sweep(name: str, preset: str = "quick", *, out_dir="runs", resume: bool = False, progress: bool = True,
+              **kw) -> dict:
+    """Every cell of sweep ``name`` (each resumable through the experiment's chunk files under ``out_dir/sweeps``);
+    returns the sweep's JSON-ready result. A cell whose students diverge is recorded as diverged, not dropped."""
+    sweep = check_sweep(name)
+    t0 = time.perf_counter()
+    cells, configs = [], cell_configs(name, preset, **kw)
+    for (label, config), (_, overrides) in zip(configs, sweep.cells, strict=True):
+        tc = time.perf_counter()
+        row = {"label": label, "overrides": dict(overrides), "config": config.science_dict(),
+               "fingerprint": config.fingerprint()}
+        try:
+            res = experiment.run(config, Path(out_dir) / "sweeps", resume=resume, progress=progress)
+        except FloatingPointError as e:
+            row.update(diverged=str(e))
+        else:
+            row.update(summarize_cell(res), compute_s=float((res["timings"].get("teachers_compute_s") or 0)
+                                                             + (res["timings"].get("students_compute_s") or 0)))
+        row["wall_s"] = time.perf_counter() - tc
+        cells.append(row)
+    return {"sweep": name, "title": sweep.title, "axis": sweep.axis, "published": sweep.published, "preset": preset,
+            "runs_per_cell": configs[0][1].runs, "cells": cells,
+            "wall_s": time.perf_counter() - t0}
+
+
+def transfer_map(sweeps: list[dict], *, predictors=("first_step_projection", "first_step_cos", "total_update_cos"),
+                 students=("aux_same", "aux_other"), n_boot: int = 2000, seed: int = 0) -> dict:
+    """Each (cell, aux student) of the finished sweeps as a point (predictor, transfer); per predictor, Spearman's r
+    over the points and its bootstrap CI (cells resampled). Identical cells of different sweeps count once."""
+    from scipy.stats import spearmanr
+
+    seen, points = set(), []
+    for sw in sweeps:
+        if sw["sweep"] in MAP_EXCLUDE:
+            continue
+        for cell in sw["cells"]:
+            if "diverged" in cell or cell["fingerprint"] in seen:
+                continue
+            seen.add(cell["fingerprint"])
+            for st in students:
+                d = cell["students"][st]
+                points.append({"sweep": sw["sweep"], "label": cell["label"], "student": st,
+                               "transfer": d["transfer"]["mean"], **{p: d[p]["mean"] for p in predictors}})
+    out = {"points": points, "n": len(points), "correlations": {}}
+    if len(points) < 3:
+        return out
+    rng = np.random.default_rng(seed)
+    y = np.array([p["transfer"] for p in points])
+    for pred in predictors:
+        x = np.array([p[pred] for p in points])
+        boots = []
+        for _ in range(n_boot):
+            i = rng.integers(0, len(x), len(x))
+            if np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0:
+                boots.append(spearmanr(x[i], y[i]).statistic)
+        out["correlations"][pred] = {"spearman_r": float(spearmanr(x, y).statistic),
+                                     "ci95": [float(v) for v in np.quantile(boots, [0.025, 0.975])]}
+    return out
+
+
+def load_sweeps(folder, preset: str, seed: int = 0) -> list[dict]:
+    """The finished sweeps of ``preset`` in ``folder`` (their JSON files), in SWEEPS order."""
+    out = []
+    for name in SWEEPS:
+        p = Path(folder) / f"{sweep_name(name, preset, seed)}.json"
+        if p.exists():
+            out.append(load_json(p))
+    return out
+
+
+def save_sweep(result: dict, folder, seed: int = 0) -> Path:
+    path = Path(folder) / f"{sweep_name(result['sweep'], result['preset'], seed)}.json"
+    save_json(path, result)
+    return path

@@ -1,0 +1,213 @@
+"""The sweep knobs of the Fig. 10 experiment and the sweeps themselves (mnist_mlp.sweeps, figures.mnist_sweeps)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import theory
+from mnist_mlp import sweeps, train
+from mnist_mlp.config import MnistConfig
+from mnist_mlp.model import MLP, apply_fn_of
+
+TOL32 = theory.tolerances(np.float32)
+
+
+def _tiny_step_setup(runs=2, n=64, batch=32):
+    module = MLP(hidden=(16,))
+    apply_fn, tx, aux = apply_fn_of(module), optax.adam(1e-2), module.aux_indices()
+    k = jax.random.split(jax.random.key(11), 5)
+    init = jax.vmap(module.init_params)(jax.random.split(k[0], runs))
+    teacher = jax.vmap(module.init_params)(jax.random.split(k[1], runs))
+    other = jax.vmap(module.init_params)(jax.random.split(k[2], runs))
+    noise = jax.random.split(k[3], runs)
+    idx, mask = train.epoch_batches_R(jax.random.split(k[4], runs), 0, n, batch)
+
+    def fresh():
+        return ({name: (jax.tree_util.tree_map(jnp.copy, init), jax.vmap(tx.init)(init)) for name in train.STUDENTS},
+                train.empty_targets(runs, n, module.n_out))
+
+    return module, apply_fn, tx, aux, init, teacher, other, noise, idx, mask, fresh
+
+
+def _leaves_equal(a, b) -> bool:
+    return all(np.array_equal(np.asarray(x), np.asarray(y))
+               for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True))
+
+
+def test_ablation_along_a_zero_direction_is_a_no_op_and_along_dT_leaves_no_component():
+    module, apply_fn, tx, aux, init, teacher, other, noise, idx, mask, fresh = _tiny_step_setup()
+    zeros = {name: jax.tree_util.tree_map(jnp.zeros_like, init) for name in train.STUDENTS}
+    plain, _, _ = train.student_step(apply_fn, tx, aux, *fresh(), teacher, other, noise, idx[:, 0], mask[:, 0],
+                                     fill=True)
+    ablated, _, _ = train.student_step(apply_fn, tx, aux, *fresh(), teacher, other, noise, idx[:, 0], mask[:, 0],
+                                       fill=True, directions=zeros)
+    assert _leaves_equal(plain, ablated)
+    # along the teacher's update: the step keeps nothing along dT (and something else, so it is not the zero step)
+    dT = jax.tree_util.tree_map(jnp.subtract, teacher, init)
+    dirs = {name: dT for name in train.STUDENTS}
+    cut, _, _ = train.student_step(apply_fn, tx, aux, *fresh(), teacher, other, noise, idx[:, 0], mask[:, 0],
+                                   fill=True, directions=dirs)
+    for name in train.STUDENTS:
+        for r in range(2):
+            step = jax.tree_util.tree_map(lambda a, b: a[r] - b[r], cut[name][0], init)
+            d = jax.tree_util.tree_map(lambda a: a[r], dT)
+            assert abs(float(theory.cosine(step, d))) < 10 * TOL32.atol
+            assert float(theory.norm(step)) > 0
+
+
+def test_alignment_is_the_cosine_of_the_two_gradients():
+    module, apply_fn, tx, aux, init, teacher, other, noise, idx, mask, fresh = _tiny_step_setup()
+    x_task = jax.random.uniform(jax.random.key(3), (20, 784), minval=-1, maxval=1)
+    y_task = jnp.arange(20) % 10
+    _, _, values = train.student_step(apply_fn, tx, aux, *fresh(), teacher, other, noise, idx[:, 0], mask[:, 0],
+                                      fill=True, task_batch=(x_task, y_task))
+    loss = train.student_losses(aux)["aux"]
+    for r in range(2):
+        p = jax.tree_util.tree_map(lambda a: a[r], init)
+        t = jax.tree_util.tree_map(lambda a: a[r], teacher)
+        x = train.noise_images(noise[r], idx[r, 0])
+        g_s = jax.grad(lambda q: loss(apply_fn(q, x), apply_fn(t, x)))(p)
+        g_t = jax.grad(lambda q: train.class_ce(apply_fn, q, x_task, y_task).mean())(p)
+        np.testing.assert_allclose(values["alignment"]["aux_same"][r], theory.cosine(g_s, g_t), rtol=1e-4, atol=1e-5)
+
+
+def test_student_losses_by_name():
+    aux = (10, 11, 12)
+    assert train.student_losses(aux)["aux"] == theory.kl_divergence(subset=aux)
+    assert train.student_losses(aux, "mse")["all"] == theory.squared_error()
+    assert train.student_losses(aux, "kl_t2")["aux"] == theory.kl_divergence(subset=aux, temperature=2.0)
+    with pytest.raises(ValueError, match="unknown student loss"):
+        train.student_losses(aux, "hinge")
+
+
+def test_liminal_zero_is_the_plain_teacher_step_and_lambda_keeps_aux_near_the_init():
+    module = MLP(hidden=(16,))
+    apply_fn, tx, aux = apply_fn_of(module), optax.adam(1e-2), module.aux_indices()
+    k = jax.random.split(jax.random.key(5), 4)
+    x = jax.random.uniform(k[0], (256, 784), minval=-1, maxval=1)
+    y = jax.random.randint(k[1], (256,), 0, 10)
+    init = jax.vmap(module.init_params)(jax.random.split(k[2], 2))
+    idx, mask = train.epoch_batches_R(jax.random.split(k[3], 2), 0, 256, 64)
+
+    def fit(liminal):
+        p = jax.tree_util.tree_map(jnp.copy, init)
+        opt = jax.vmap(tx.init)(p)
+        for _ in range(5):
+            for s in range(idx.shape[1]):
+                p, opt, _ = train.teacher_step(apply_fn, tx, p, opt, x, y, idx[:, s], mask[:, s], init,
+                                               liminal=liminal, aux=aux)
+        return p
+
+    plain = jax.tree_util.tree_map(jnp.copy, init)
+    opt = jax.vmap(tx.init)(plain)
+    for _ in range(5):
+        for s in range(idx.shape[1]):
+            plain, opt, _ = train.teacher_step(apply_fn, tx, plain, opt, x, y, idx[:, s], mask[:, s])
+    assert _leaves_equal(fit(0.0), plain)
+    kl = theory.kl_divergence(subset=aux)
+
+    def aux_drift(p):
+        return np.mean([float(kl(apply_fn(jax.tree_util.tree_map(lambda a: a[r], p), x),
+                                 apply_fn(jax.tree_util.tree_map(lambda a: a[r], init), x))) for r in range(2)])
+
+    assert aux_drift(fit(10.0)) < 0.5 * aux_drift(plain)
+
+
+class _Bare:
+    """An Experiment's student_starts without loading data."""
+
+    def __init__(self, config):
+        from mnist_mlp.experiment import Experiment
+
+        self.config, self.module = config, MLP(hidden=config.hidden, n_aux=config.n_aux)
+        self.starts = lambda runs, ref: Experiment.student_starts(self, runs, ref)
+
+
+def test_student_starts_sigma_and_reinit():
+    from mnist_mlp.experiment import run_keys
+
+    cfg = MnistConfig(runs=2, hidden=(64, 64))
+    runs = range(2)
+    ref = jax.vmap(MLP(hidden=(64, 64)).init_params)(run_keys(0, "init", runs))
+    fresh = jax.vmap(MLP(hidden=(64, 64)).init_params)(run_keys(0, "student_init", runs))
+    assert _Bare(cfg).starts(runs, ref) is ref  # sigma = 0: the shared init itself
+    one = _Bare(dataclasses.replace(cfg, init_sigma=1.0)).starts(runs, ref)
+    assert _leaves_equal(one, fresh)  # sigma = 1: a fresh init
+    half = _Bare(dataclasses.replace(cfg, init_sigma=0.6)).starts(runs, ref)
+    w, w0 = np.asarray(half["Dense_1"]["kernel"]), np.asarray(ref["Dense_1"]["kernel"])
+    assert abs(w.std() / w0.std() - 1) < 0.05  # the init's scale is kept
+    np.testing.assert_allclose(np.corrcoef(w.ravel(), w0.ravel())[0, 1], 0.8, atol=0.03)  # sqrt(1 - 0.36)
+    hidden = _Bare(dataclasses.replace(cfg, reinit="hidden")).starts(runs, ref)
+    heads = _Bare(dataclasses.replace(cfg, reinit="heads")).starts(runs, ref)
+    for layer in ("Dense_0", "Dense_1"):
+        assert _leaves_equal(hidden[layer], fresh[layer]) and _leaves_equal(heads[layer], ref[layer])
+    assert _leaves_equal(hidden["Dense_2"], ref["Dense_2"]) and _leaves_equal(heads["Dense_2"], fresh["Dense_2"])
+
+
+def test_knobs_at_their_defaults_keep_the_fingerprint_and_bad_values_fail():
+    base = MnistConfig.quick()
+    assert dataclasses.replace(base, init_sigma=0.0, ablate="none").fingerprint() == base.fingerprint()
+    assert "init_sigma" not in base.science_dict()
+    assert dataclasses.replace(base, init_sigma=0.1).fingerprint() != base.fingerprint()
+    for kw, msg in ((dict(init_sigma=1.5), "init_sigma"), (dict(student_loss="l1"), "student_loss"),
+                    (dict(student_inputs="cifar"), "student_inputs"), (dict(dataset="kmnist"), "dataset"),
+                    (dict(reinit="all"), "reinit"), (dict(ablate="x"), "ablate"), (dict(liminal=-1.0), "liminal")):
+        with pytest.raises(ValueError, match=msg):
+            MnistConfig(**kw)
+    with pytest.raises(ValueError, match="unknown sweep"):
+        sweeps.cell_configs("depth", "quick")
+    with pytest.raises(ValueError, match="unknown preset"):
+        sweeps.cell_configs("init", "medium")
+
+
+def test_every_sweep_builds_valid_distinct_cells():
+    for name, sw in sweeps.SWEEPS.items():
+        cells = sweeps.cell_configs(name, "full")
+        assert len({c.fingerprint() for _, c in cells}) == len(cells), name
+        assert all(c.runs >= 25 for _, c in cells)
+    base = sweeps.base_config("full")
+    assert sweeps.cell_configs("init", "full")[0][1] == base  # sigma = 0 is the Fig. 10 protocol itself
+
+
+def test_transfer_map_counts_each_configuration_once_and_ranks():
+    def cell(fp, t, proj):
+        st = {"transfer": {"mean": t}, **{k: {"mean": proj} for k in ("first_step_projection", "first_step_cos",
+                                                                       "total_update_cos")}}
+        return {"label": fp, "fingerprint": fp, "students": {"aux_same": st, "aux_other": st}}
+
+    a = {"sweep": "a", "cells": [cell("x", 0.1, 1.0), cell("y", 0.2, 2.0), cell("z", 0.3, 3.0)]}
+    b = {"sweep": "b", "cells": [cell("x", 0.1, 1.0), cell("w", 0.0, 0.5)]}
+    m = sweeps.transfer_map([a, b])
+    assert m["n"] == 8  # x counted once, two students each
+    assert m["correlations"]["first_step_projection"]["spearman_r"] == pytest.approx(1.0)
+
+
+@pytest.mark.data
+def test_a_quick_sweep_end_to_end_on_real_data(mnist_root, fashion_root, tmp_path):
+    """The fashion sweep (MNIST and Fashion-MNIST teachers), shrunk, through the figure script: JSON, PNG, map; its
+    MNIST cell is the plain Fig. 10 experiment bit for bit (the sigma = 0 cell of the init sweep is that config)."""
+    from figures import mnist_sweeps
+    from mnist_mlp import experiment
+
+    assert mnist_root == fashion_root  # both datasets under the one torchvision root
+    kw = dict(hidden=(32,), n_noise=2048, eval_subset=256, data_dir=str(fashion_root))
+    jp, png, data = mnist_sweeps.main("fashion", "quick", tmp_path, runs_dir=tmp_path / "runs", progress=False, **kw)
+    assert png.stat().st_size > 10_000 and json.loads(jp.read_text())["sweep"] == "fashion"
+    mnist_cell, fashion_cell = data["cells"]
+    assert mnist_cell["teacher_accuracy"]["mean"] > 0.85  # a trained MNIST teacher
+    assert 0.6 < fashion_cell["teacher_accuracy"]["mean"] < mnist_cell["teacher_accuracy"]["mean"]  # Fashion's harder
+    assert (tmp_path / "mnist_transfer_map_quick_seed0.png").exists()
+    plain = experiment.run(sweeps.base_config("quick", **kw), tmp_path / "plain", progress=False)
+    expect = json.loads(json.dumps(sweeps.summarize_cell(plain)))  # as the sweep's JSON holds it
+    assert expect == {k: mnist_cell[k] for k in expect}
+    assert sweeps.cell_configs("init", "quick", **kw)[0][1] == sweeps.base_config("quick", **kw)
+    again = sweeps.run_sweep("fashion", "quick", out_dir=tmp_path / "runs", resume=True, progress=False, **kw)
+    again = json.loads(json.dumps(again))
+    assert [c["students"] for c in again["cells"]] == [c["students"] for c in data["cells"]]  # resumed, same numbers
