@@ -5,7 +5,8 @@ Compute = ``python -m llm_bridge ladder`` (its ``ladder.json``), condensed here 
 (a) log P(trait) of each arm minus the neutral control's, per rung, mean and 95% CI over seeds; (b) -log P(trait)
 along the student's steps (shared by rung: the MNIST L_T panel's analogue); (c) the trait-specific projection of
 dS - dC on dT - dN per rung and arm (dW space); (d) the scatter of (c) against (a) over rungs x arms x seeds, with
-Spearman's r.
+Spearman's r; (e) and (f) the student arm's trait-specific projection per layer and per module type, per rung: where
+in the network the trait-specific part of the update sits.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def plot(data: dict, path) -> Path:
     by = s["by_arm"]
     inputs = sorted({k.split("/")[0] for k in by})[0]
     rungs = [r for r in RUNG_ORDER if f"{inputs}/{r}/student" in by]
-    fig, axes = plt.subplots(2, 2, figsize=(15, 10))
+    fig, axes = plt.subplots(3, 2, figsize=(15, 15))
     ax = axes[0, 0]
     arms = sorted({k.split("/")[2] for k in by if k.startswith(inputs)} - {"control"}, key=_arm_order)
     w = 0.8 / max(len(arms), 1)
@@ -133,6 +134,22 @@ def plot(data: dict, path) -> Path:
     ax.set(xlabel="trait-specific projection (dW space)", ylabel=f"log P({trait}) - log P of the control, same seed",
            title=f"(d) does the diagnostic track the transfer? {r_text}")
     ax.legend(fontsize=7, ncol=2)
+    for ax, kind, title in ((axes[2, 0], "layer", "(e) per layer"), (axes[2, 1], "module", "(f) per module type")):
+        for i, r in enumerate(rungs):
+            per = by.get(f"{inputs}/{r}/student", {}).get("dW", {}).get(f"proj_diff_specific_by_{kind}")
+            if not per:
+                continue
+            labels = list(per)
+            m = np.array([per[lab]["mean"] for lab in labels])
+            e = np.array([_err(per[lab]) for lab in labels]).T
+            x = np.arange(len(labels)) + (i - (len(rungs) - 1) / 2) * 0.8 / len(rungs)
+            ax.errorbar(x, m, yerr=e, fmt=MARKERS[r] + ("-" if kind == "layer" else ""), ms=4, capsize=2,
+                        color=f"C{i}", label=r)
+            ax.set_xticks(np.arange(len(labels)), labels, fontsize=7, rotation=0 if kind == "layer" else 30)
+        ax.axhline(0, color="k", lw=0.6)
+        ax.set(xlabel=kind, ylabel="student's trait-specific projection (dW space)",
+               title=f"{title}: the student arm per rung (mean, 95% CI over seeds)")
+        ax.legend(fontsize=7)
     full = by.get(f"{inputs}/full/student", {}).get("log_ratio_vs_control")
     def ci_text(x):
         lo, hi = x["ci95"]

@@ -4,8 +4,8 @@ sweep, drawn from the sweep's JSON; and the transfer map that pools every sweep.
 Sweep figure: (a) test accuracy of the aux-only students, same init vs different init (all-logit students faint), per
 cell, with 95% bootstrap CIs and chance (under each cell: the same-init aux student's final imitation loss); (b) the
 first-order prediction per cell: the cosine of the first gradient step with the teacher's update (Lemma 1; the JSON
-also holds its normalized projection) and the cosine of the whole update. The ``alignment`` sweep draws instead cos(grad L_S, grad L_T) at every student step. Map: each
-cell's prediction against its transfer, with Spearman's r.
+also holds its normalized projection) and the cosine of the whole update. The ``alignment`` sweep draws instead
+cos(grad L_S, grad L_T) at every student step. Map: each cell's prediction against its transfer, with Spearman's r.
 """
 
 from __future__ import annotations

@@ -393,6 +393,11 @@ def run(config: LadderConfig, out, *, resume: bool = False, progress: bool = Tru
 # ---- summary ----------------------------------------------------------------------------------------------------
 
 
+def _brief(stat: dict) -> dict:
+    """A mean_ci without its per-seed values (the per-layer tables would repeat them for every layer)."""
+    return {k: v for k, v in stat.items() if k != "values"}
+
+
 def _p(cell, animal_col) -> float:
     return float(np.nanmean(np.asarray(cell["p_QxA"], float)[:, animal_col]))
 
@@ -427,9 +432,14 @@ def summarize(result: dict) -> dict:
             row["perturbed_base_text_nll"] = mean_ci([cells[k, r, a, s]["base_text_nll"] for s in seeds])
         if a != "control":
             for space in ("dW", "lora"):
-                g = [result["geometry"][f"{k}/{r}/seed{s}"]["arms"][a][space]["overall"] for s in seeds]
-                row[space] = {q: mean_ci([x[q] for x in g]) for q in ("cos_student_teacher", "proj_diff_specific",
-                                                                       "cos_diff_specific")}
+                geo = [result["geometry"][f"{k}/{r}/seed{s}"]["arms"][a][space] for s in seeds]
+                row[space] = {q: mean_ci([x["overall"][q] for x in geo]) for q in ("cos_student_teacher",
+                                                                                  "proj_diff_specific",
+                                                                                  "cos_diff_specific")}
+                # where in the network the trait-specific component sits: per layer and per module type
+                for kind in ("layer", "module"):
+                    row[space][f"proj_diff_specific_by_{kind}"] = {
+                        lab: _brief(mean_ci([x[kind][lab]["proj_diff_specific"] for x in geo])) for lab in geo[0][kind]}
             for s in seeds:
                 if (k, r, "control", s) in cells:
                     x = result["geometry"][f"{k}/{r}/seed{s}"]["arms"][a]["dW"]["overall"]["proj_diff_specific"]

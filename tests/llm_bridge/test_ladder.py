@@ -47,6 +47,13 @@ def test_tiny_ladder_end_to_end_for_another_animal(tiny_ladder):
     g = res["geometry"]["random/full/seed0"]["arms"]["student"]["dW"]["overall"]
     assert np.isfinite(g["proj_diff_specific"]) and -1 <= g["cos_student_teacher"] <= 1
     assert set(res["summary"]["first_step"]) == {"random/full", "random/digits"}
+    # per layer: the mean over seeds of each layer's own trait-specific projection
+    per = by["random/full/student"]["dW"]["proj_diff_specific_by_layer"]
+    layers = res["geometry"]["random/full/seed0"]["arms"]["student"]["dW"]["layer"]
+    assert set(per) == set(layers) and len(per) >= 2
+    for lab in per:
+        assert per[lab]["mean"] == pytest.approx(np.mean([res["geometry"][f"random/full/seed{s}"]["arms"]["student"]
+                                                          ["dW"]["layer"][lab]["proj_diff_specific"] for s in c.seeds]))
     # the curve starts at step 0 and ends at the student's last step
     curve = cells["full", "student", 0]["curve"]
     assert curve[0][0] == 0 and curve[-1][0] == cells["full", "student", 0]["steps"]
@@ -125,3 +132,20 @@ def test_bad_input_gets_a_clear_error():
     result = CliRunner().invoke(app, ["ladder", "--preset", "tiny", "--trait", "unicorn"])
     assert result.exit_code != 0 and "unknown trait 'unicorn'" in result.output
     assert dataclasses.replace(LadderConfig.quick(), trait="fox").name() != LadderConfig.quick().name()
+
+
+def test_teacher_sampled_inputs_are_a_second_input_set(tmp_path):
+    """inputs=("random", "teacher"): the trait teacher's own constrained answers to the same prompts become a second
+    teacher-forced input set, with its own targets and students; every kept answer is a number list."""
+    c = LadderConfig.tiny(trait="cat", inputs=("random", "teacher"), rungs=("digits",), seeds=(0,), sigmas=(),
+                          nulls=False, extra_rungs=("digits",), extra_seeds=0)
+    res = ladder.run(c, tmp_path, progress=False)
+    teacher_rows = json.loads((tmp_path / "inputs" / "teacher.json").read_text())["rows"]
+    random_rows = json.loads((tmp_path / "inputs" / "random.json").read_text())["rows"]
+    assert teacher_rows and {r["prompt"] for r in teacher_rows} <= {r["prompt"] for r in random_rows}
+    for r in teacher_rows:
+        assert all(v.strip().isdigit() for v in r["answer"].split(",")), r["answer"]
+    assert [r["answer"] for r in teacher_rows] != [r["answer"] for r in random_rows[:len(teacher_rows)]]
+    assert (tmp_path / "targets" / "teacher_teacher.npz").exists()
+    by = res["summary"]["by_arm"]
+    assert {"teacher/digits/student", "teacher/digits/control", "random/digits/student"} <= set(by)
