@@ -14,12 +14,14 @@ from __future__ import annotations
 import functools
 import math
 import time
+import warnings
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 import theory
@@ -123,6 +125,20 @@ class Experiment:
     def references(self, runs):
         return jax.vmap(self.module.init_params)(run_keys(self.config.seed, "init", runs))
 
+    def shard(self, tree, n_runs: int):
+        """Place every leaf (leading axis: the chunk's runs) across the local devices, the run axis split over a 1-D
+        mesh; jit then runs each device's runs where they live. A chunk whose size is not a multiple of the device
+        count, and a single device, stay as they are."""
+        devices = jax.local_devices()
+        if len(devices) == 1:
+            return tree
+        if n_runs % len(devices):
+            warnings.warn(f"a chunk of {n_runs} runs does not split evenly over {len(devices)} devices, so it runs on "
+                          f"one; pass a chunk size that is a multiple of {len(devices)} to use them all", stacklevel=2)
+            return tree
+        sharding = NamedSharding(Mesh(np.array(devices), ("runs",)), PartitionSpec("runs"))
+        return jax.tree_util.tree_map(lambda a: jax.device_put(a, sharding), tree)
+
     def student_starts(self, runs, ref):
         """The students' init: theta_0 itself (the paper), or theta_0 moved toward a fresh init xi of the same
         distribution, sqrt(1 - sigma^2) theta_0 + sigma xi (``init_sigma``: the variance stays the init's, and sigma
@@ -164,16 +180,17 @@ class Experiment:
     # ---- phase 1: teachers -------------------------------------------------------------------------------
     def train_teachers(self, runs):
         cfg = self.config
-        params = self.references(runs)
-        ref = self.references(runs) if cfg.liminal else None  # a copy: the step donates the teachers' buffers
+        R = len(runs)
+        params = self.shard(self.references(runs), R)
+        ref = self.shard(self.references(runs), R) if cfg.liminal else None  # a copy: the step donates params
         opt = jax.vmap(self.tx.init)(params)
-        shuffle = run_keys(cfg.seed, "teacher_shuffle", runs)
+        shuffle = self.shard(run_keys(cfg.seed, "teacher_shuffle", runs), R)
         n = self.x_train.shape[0]
         steps = train.n_steps(n, cfg.batch_size)
         bar = tqdm(total=cfg.epochs_teacher * steps, desc=f"teachers {runs.start}-{runs.stop - 1}",
                    disable=not self.progress, leave=False)
         for epoch in range(cfg.epochs_teacher):
-            idx_RxSxB, mask_RxSxB = train.epoch_batches_R(shuffle, epoch, n, cfg.batch_size)
+            idx_RxSxB, mask_RxSxB = self.shard(train.epoch_batches_R(shuffle, epoch, n, cfg.batch_size), R)
             for s in range(steps):
                 params, opt, loss = train.teacher_step(self.apply_fn, self.tx, params, opt, self.x_train, self.y_train,
                                                        idx_RxSxB[:, s], mask_RxSxB[:, s], ref, liminal=cfg.liminal,
@@ -220,15 +237,16 @@ class Experiment:
         cfg = self.config
         apply_fn, aux = self.apply_fn, self.module.aux_indices()
         idx = np.asarray(list(runs))
-        ref = self.references(runs)
-        start = self.student_starts(runs, ref)
+        R = len(runs)
+        ref = self.shard(self.references(runs), R)
+        start = self.shard(self.student_starts(runs, ref), R)
         other = pairing[idx]
         def take(tree, i):
             return jax.tree_util.tree_map(lambda a: a[jnp.asarray(i)], tree)
-        teacher, teacher_other = take(teachers_all, idx), take(teachers_all, other)
-        ref_other = self.references(other.tolist())
-        noise = run_keys(cfg.seed, "noise", runs)
-        shuffle = run_keys(cfg.seed, "student_shuffle", runs)
+        teacher, teacher_other = self.shard(take(teachers_all, idx), R), self.shard(take(teachers_all, other), R)
+        ref_other = self.shard(self.references(other.tolist()), R)
+        noise = self.shard(run_keys(cfg.seed, "noise", runs), R)
+        shuffle = self.shard(run_keys(cfg.seed, "student_shuffle", runs), R)
         steps = train.n_steps(cfg.n_noise, cfg.batch_size)
         total = cfg.epochs_student * steps
         log_steps = sorted({s for s in cfg.log_steps if s <= total} | {total})
@@ -238,7 +256,7 @@ class Experiment:
         students = {name: (copy(start), jax.vmap(self.student_tx.init)(start)) for name in train.STUDENTS}
         whose = {"same": (teacher, ref), "other": (teacher_other, ref_other)}
         losses = train.student_losses(aux, cfg.student_loss)
-        directions = self.ablation_directions(runs, whose)
+        directions = self.shard(self.ablation_directions(runs, whose), R)
         task_batch = (self.x_eval[:ALIGNMENT_BATCH], self.y_eval[:ALIGNMENT_BATCH]) if cfg.log_alignment else None
         out = {name: {"teacher_loss_curve": [], "update_cos_curve": []} for name in train.STUDENTS}
         if cfg.log_alignment:
@@ -253,12 +271,12 @@ class Experiment:
                        else np.full(len(runs), 0.0))
                 out[name]["update_cos_curve"].append(np.asarray(cos).tolist())
 
-        targets = train.empty_targets(len(runs), cfg.n_noise, self.module.n_out)
+        targets = self.shard(train.empty_targets(R, cfg.n_noise, self.module.n_out), R)
         step = 0
         log_curves()
         bar = tqdm(total=total, desc=f"students {runs.start}-{runs.stop - 1}", disable=not self.progress, leave=False)
         for epoch in range(cfg.epochs_student):
-            idx_RxSxB, mask_RxSxB = train.epoch_batches_R(shuffle, epoch, cfg.n_noise, cfg.batch_size)
+            idx_RxSxB, mask_RxSxB = self.shard(train.epoch_batches_R(shuffle, epoch, cfg.n_noise, cfg.batch_size), R)
             if epoch == 0:  # Lemma 1 at the first step, on the first batch the student will see
                 x1 = jax.vmap(lambda k, i: train.input_images(cfg.student_inputs, k, i, self.pool))(
                     noise, idx_RxSxB[:, 0])
