@@ -28,7 +28,14 @@ def main(
                                   "in $SUBLIMINAL_MNIST_GZ / ../shared/data/mnist"),
     progress: bool = typer.Option(True, help="show progress bars"),
 ):
-    if ctx.invoked_subcommand is not None:  # `sweep`: its own options
+    if ctx.invoked_subcommand is not None:  # `sweep`: its own options; none of these may be set before it
+        given = [p.name for p in ctx.command.params
+                 if getattr(ctx.get_parameter_source(p.name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")]
+        if given:
+            which = ", ".join("--" + g.replace("_", "-") for g in given)
+            raise typer.BadParameter(f"{which} {'is an option' if len(given) == 1 else 'are options'} of the Fig. 10 "
+                                     f"experiment; give the {ctx.invoked_subcommand} command its own options after "
+                                     "its name")
         return
     from figures import mnist_fig10
     from mnist_mlp.config import MnistConfig
@@ -59,7 +66,11 @@ def sweep(
     seed: int = typer.Option(0, help="root seed of every cell"),
     out: Path = typer.Option(Path("runs"), "--out", help="folder for the cells' checkpoints (out/sweeps)"),
     figures_dir: Path = typer.Option(Path("figures"), help="where each sweep's JSON and PNG, and the map, go"),
-    resume: bool = typer.Option(False, "--resume", help="reuse the finished chunks of interrupted cells"),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="reuse finished chunks (of interrupted cells, and "
+                                "of cells that other sweeps share: the Fig. 10 baseline); each is checked against its "
+                                "cell's fingerprint"),
+    chunk_size: int | None = typer.Option(None, help="runs trained at once (default: all runs of a cell); with "
+                                          "several devices, a multiple of their count shards the runs over them"),
     data_dir: Path | None = typer.Option(None, help="torchvision root holding MNIST (and Fashion-MNIST)"),
     download: bool = typer.Option(True, help="let torchvision download missing datasets"),
     progress: bool = typer.Option(True, help="show progress bars"),
@@ -80,8 +91,9 @@ def sweep(
         if any(_needs_fashion(n) for n in names):
             ensure_dataset("fashion", root, download=download)
         for n in names:
+            extra = {} if chunk_size is None else {"chunk_size": chunk_size}
             jp, png, data = mnist_sweeps.main(n, preset, figures_dir, runs_dir=out, resume=resume,
-                                              progress=progress, seed=seed, data_dir=str(root))
+                                              progress=progress, seed=seed, data_dir=str(root), **extra)
             for c in data["cells"]:
                 if "diverged" in c:
                     print(f"{n:>15} {c['label']:>14}: diverged")

@@ -76,7 +76,7 @@ class MnistConfig:
                 raise ValueError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")
         if not 0.0 <= self.init_sigma <= 1.0:
             raise ValueError(f"init_sigma={self.init_sigma}: must be in [0, 1] (0 = shared init, 1 = a fresh init)")
-        if min(self.teacher_epochs or 1, self.student_epochs or 1) < 1:
+        if any(v is not None and v < 1 for v in (self.teacher_epochs, self.student_epochs)):
             raise ValueError("teacher_epochs and student_epochs must be >= 1 (or None for epochs)")
         if self.liminal < 0 or (self.student_lr is not None and not self.student_lr > 0):
             raise ValueError("liminal must be >= 0 and student_lr > 0")
@@ -96,8 +96,11 @@ class MnistConfig:
         d = dataclasses.asdict(self)
         d.pop("data_dir")
         d.pop("chunk_size")
-        for f in dataclasses.fields(self):  # a sweep knob at its default is left out: old fingerprints stay valid
-            if f.name in SWEEP_KNOBS and d[f.name] == f.default:
+        # a sweep knob at its default, or set to the value its default stands for (teacher_epochs = epochs, student_lr
+        # = lr), is left out: old fingerprints stay valid and equal settings share one fingerprint (one run folder)
+        same_as_default = {"teacher_epochs": self.epochs, "student_epochs": self.epochs, "student_lr": self.lr}
+        for f in dataclasses.fields(self):
+            if f.name in SWEEP_KNOBS and d[f.name] in (f.default, same_as_default.get(f.name, f.default)):
                 d.pop(f.name)
         d["protocol_version"] = PROTOCOL_VERSION
         return d

@@ -281,7 +281,8 @@ class Experiment:
                 x1 = jax.vmap(lambda k, i: train.input_images(cfg.student_inputs, k, i, self.pool))(
                     noise, idx_RxSxB[:, 0])
                 for name, (which, w) in train.STUDENTS.items():
-                    cos, proj = train.first_step_diagnostic(apply_fn, losses[which], start, *whose[w], x1)
+                    cos, proj = train.first_step_diagnostic(apply_fn, losses[which], start, *whose[w], x1,
+                                                            None if directions is None else directions[name])
                     out[name]["first_step_gradient_cos"] = np.asarray(cos).tolist()
                     out[name]["first_step_gradient_projection"] = np.asarray(proj).tolist()
             for s in range(steps):

@@ -5,8 +5,9 @@ and whether the theory's first-order quantity (Section 6, Lemma 1) predicts it.
 experiment (``mnist_mlp.experiment``: the same step functions, vmapped over its runs) with a few ``MnistConfig``
 knobs changed. Every cell has the aux-only students of the same init (``aux_same``) and of a different init
 (``aux_other``), and reports per student the test accuracy, the first-step gradient projection on the teacher's update
-(Lemma 1's quantity) and the cosine of the whole update, each as a mean with a 95% bootstrap CI over runs. Cells that
-share a configuration share one run folder, so the Fig. 10 baseline is trained once for all sweeps.
+(Lemma 1's quantity; in the ablation cells, of the ablated step) and the cosine of the whole update, each as a mean
+with a 95% bootstrap CI over runs. Cells that share a configuration share one fingerprint and one run folder, so with
+resume (the CLI's default) the Fig. 10 baseline is trained once for all sweeps.
 
 ``transfer_map`` pools every finished sweep: each cell's first-order prediction against its measured transfer
 (aux-student accuracy minus chance), with Spearman's rank correlation and its bootstrap CI.
@@ -84,7 +85,8 @@ MAP_EXCLUDE = ("alignment",)
 
 def base_config(preset: str, **kw) -> MnistConfig:
     """``full``: the paper's Fig. 10 protocol with 25 runs per cell. ``quick``: 2 runs and 10,240 noise images (10
-    student steps per epoch) per cell, an end-to-end check too small for conclusions."""
+    student steps per epoch) per cell, an end-to-end check too small for conclusions. ``kw`` overrides (e.g.
+    ``chunk_size``: a multiple of the device count shards the runs over the devices)."""
     if preset == "full":
         return MnistConfig(**{**dict(runs=25, chunk_size=25), **kw})
     if preset == "quick":
@@ -166,7 +168,8 @@ def run_sweep(name: str, preset: str = "quick", *, out_dir="runs", resume: bool 
 def transfer_map(sweeps: list[dict], *, predictors=("first_step_projection", "first_step_cos", "total_update_cos"),
                  students=("aux_same", "aux_other"), n_boot: int = 2000, seed: int = 0) -> dict:
     """Each (cell, aux student) of the finished sweeps as a point (predictor, transfer); per predictor, Spearman's r
-    over the points and its bootstrap CI (cells resampled). Identical cells of different sweeps count once."""
+    over the points and its bootstrap CI, resampling whole cells (a cell's students share its teachers). Identical
+    cells of different sweeps count once (one fingerprint, one run folder)."""
     from scipy.stats import spearmanr
 
     seen, points = set(), []
@@ -179,22 +182,25 @@ def transfer_map(sweeps: list[dict], *, predictors=("first_step_projection", "fi
             seen.add(cell["fingerprint"])
             for st in students:
                 d = cell["students"][st]
-                points.append({"sweep": sw["sweep"], "label": cell["label"], "student": st,
-                               "transfer": d["transfer"]["mean"], **{p: d[p]["mean"] for p in predictors}})
-    out = {"points": points, "n": len(points), "correlations": {}}
+                points.append({"sweep": sw["sweep"], "label": cell["label"], "cell": cell["fingerprint"],
+                               "student": st, "transfer": d["transfer"]["mean"],
+                               **{p: d[p]["mean"] for p in predictors}})
+    out = {"points": points, "n": len(points), "n_cells": len(seen), "correlations": {}}
     if len(points) < 3:
         return out
     rng = np.random.default_rng(seed)
     y = np.array([p["transfer"] for p in points])
+    cells = sorted(seen)
+    rows = {c: [i for i, p in enumerate(points) if p["cell"] == c] for c in cells}
     for pred in predictors:
         x = np.array([p[pred] for p in points])
         boots = []
         for _ in range(n_boot):
-            i = rng.integers(0, len(x), len(x))
+            i = np.concatenate([rows[cells[j]] for j in rng.integers(0, len(cells), len(cells))])
             if np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0:
                 boots.append(spearmanr(x[i], y[i]).statistic)
-        out["correlations"][pred] = {"spearman_r": float(spearmanr(x, y).statistic),
-                                     "ci95": [float(v) for v in np.quantile(boots, [0.025, 0.975])]}
+        ci = [float(v) for v in np.quantile(boots, [0.025, 0.975])] if boots else [None, None]
+        out["correlations"][pred] = {"spearman_r": float(spearmanr(x, y).statistic), "ci95": ci}
     return out
 
 

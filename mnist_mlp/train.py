@@ -212,15 +212,19 @@ def _geometry(dS, teacher, teacher_ref):
 
 
 @partial(jax.jit, static_argnames=("apply_fn", "loss"))
-def first_step_diagnostic(apply_fn, loss, ref_R, teacher_R, teacher_ref_R, x_RxBxD):
+def first_step_diagnostic(apply_fn, loss, ref_R, teacher_R, teacher_ref_R, x_RxBxD, direction_R=None):
     """Lemma 1 at the student's first step: the exact gradient-step direction dS (theory.student_update, lr = 1)
-    from the student's init on its first noise batch, against its teacher's update. Returns (cos, normalized
-    projection), each (R,)."""
+    from the student's init on its first noise batch, against its teacher's update; with ``direction_R`` (the
+    projection ablation), dS without its component along that direction, as the ablated student steps. Returns
+    (cos, normalized projection), each (R,)."""
 
-    def one(ref, teacher, teacher_ref, x):
-        return _geometry(theory.student_update(apply_fn, ref, teacher, x, loss, 1.0), teacher, teacher_ref)
+    def one(ref, teacher, teacher_ref, x, direction):
+        dS = theory.student_update(apply_fn, ref, teacher, x, loss, 1.0)
+        if direction is not None:
+            dS = theory.remove_component(dS, direction)
+        return _geometry(dS, teacher, teacher_ref)
 
-    return jax.vmap(one)(ref_R, teacher_R, teacher_ref_R, x_RxBxD)
+    return jax.vmap(one)(ref_R, teacher_R, teacher_ref_R, x_RxBxD, direction_R)
 
 
 @jax.jit

@@ -62,6 +62,30 @@ def test_ablation_along_a_zero_direction_is_a_no_op_and_along_dT_leaves_no_compo
             assert float(theory.norm(step)) > 0
 
 
+def test_ablated_first_step_has_no_component_along_the_direction():
+    """The first-step diagnostic of an ablation cell measures the step the ablated student takes."""
+    module, apply_fn, tx, aux, init, teacher, other, noise, idx, mask, fresh = _tiny_step_setup()
+    x = jax.vmap(train.noise_images)(noise, idx[:, 0])
+    loss = train.student_losses(aux)["aux"]
+    cos, _ = train.first_step_diagnostic(apply_fn, loss, init, teacher, init, x)
+    dT = jax.tree_util.tree_map(jnp.subtract, teacher, init)
+    cut, proj = train.first_step_diagnostic(apply_fn, loss, init, teacher, init, x, dT)
+    assert np.all(np.asarray(cos) > 0.01)
+    np.testing.assert_allclose(cut, 0.0, atol=10 * TOL32.atol)
+    np.testing.assert_allclose(proj, 0.0, atol=10 * TOL32.atol)
+
+
+def test_cli_refuses_experiment_options_before_sweep():
+    from typer.testing import CliRunner
+
+    from mnist_mlp.__main__ import app
+
+    r = CliRunner().invoke(app, ["--runs", "3", "sweep", "init"], env={"COLUMNS": "200"})
+    assert r.exit_code != 0 and "--runs is an option of the Fig. 10 experiment" in r.output
+    r = CliRunner().invoke(app, ["sweep", "depth"], env={"COLUMNS": "200"})
+    assert r.exit_code != 0 and "unknown sweep 'depth'" in r.output
+
+
 def test_alignment_is_the_cosine_of_the_two_gradients():
     module, apply_fn, tx, aux, init, teacher, other, noise, idx, mask, fresh = _tiny_step_setup()
     x_task = jax.random.uniform(jax.random.key(3), (20, 784), minval=-1, maxval=1)
@@ -158,7 +182,8 @@ def test_knobs_at_their_defaults_keep_the_fingerprint_and_bad_values_fail():
     assert dataclasses.replace(base, init_sigma=0.1).fingerprint() != base.fingerprint()
     for kw, msg in ((dict(init_sigma=1.5), "init_sigma"), (dict(student_loss="l1"), "student_loss"),
                     (dict(student_inputs="cifar"), "student_inputs"), (dict(dataset="kmnist"), "dataset"),
-                    (dict(reinit="all"), "reinit"), (dict(ablate="x"), "ablate"), (dict(liminal=-1.0), "liminal")):
+                    (dict(reinit="all"), "reinit"), (dict(ablate="x"), "ablate"), (dict(liminal=-1.0), "liminal"),
+                    (dict(teacher_epochs=0), "teacher_epochs"), (dict(student_epochs=0), "student_epochs")):
         with pytest.raises(ValueError, match=msg):
             MnistConfig(**kw)
     with pytest.raises(ValueError, match="unknown sweep"):
@@ -174,6 +199,11 @@ def test_every_sweep_builds_valid_distinct_cells():
         assert all(c.runs >= 25 for _, c in cells)
     base = sweeps.base_config("full")
     assert sweeps.cell_configs("init", "full")[0][1] == base  # sigma = 0 is the Fig. 10 protocol itself
+    # a cell that sets a knob to what its default stands for (5 epochs, Adam at lr) is the baseline: one fingerprint
+    same = {name for name in sweeps.SWEEPS for _, c in sweeps.cell_configs(name, "full")
+            if c.fingerprint() == base.fingerprint()}
+    assert {"init", "student_epochs", "teacher_epochs", "optimizer", "ablation"} <= same
+    assert dataclasses.replace(base, student_lr=base.lr).fingerprint() == base.fingerprint()
 
 
 def test_transfer_map_counts_each_configuration_once_and_ranks():
