@@ -15,7 +15,7 @@ from mnist_mlp.config import MnistConfig
 from mnist_mlp.experiment import run
 
 pytestmark = pytest.mark.data
-SMALL = dict(runs=4, chunk_size=4, hidden=(16,), n_noise=2048, epochs=1, batch_size=1024, eval_subset=256)
+SMALL = dict(runs=4, chunk_size=4, hidden=(8,), n_noise=2048, epochs=1, batch_size=2048, eval_subset=256)
 CHILD = """
 import json, sys
 import jax
