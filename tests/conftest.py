@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import jax
 import pytest
 
-IN_CI = os.environ.get("SUBLIMINAL_REQUIRE_DATA") == "1"
+from tests.real_data import unavailable
 
 
 @pytest.fixture
@@ -17,32 +15,26 @@ def x64():
         yield
 
 
+def _real_root(dataset: str, msg: str):
+    from mnist_mlp.data import resolve_test_data_dir
+
+    root = resolve_test_data_dir(dataset=dataset)
+    if root is None:
+        unavailable(msg)
+    return root
+
+
 @pytest.fixture(scope="session")
 def mnist_root():
     """Root folder with real MNIST in torchvision's layout. Skips offline; fails in CI (SUBLIMINAL_REQUIRE_DATA=1)."""
-    from mnist_mlp.data import resolve_test_data_dir
-
-    root = resolve_test_data_dir()
-    if root is None:
-        msg = ("real MNIST not found: set SUBLIMINAL_DATA_DIR to a torchvision MNIST root, or SUBLIMINAL_MNIST_GZ "
-               "to a folder with the four original .gz files")
-        if IN_CI:
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return root
+    return _real_root("mnist", "real MNIST not found: set SUBLIMINAL_DATA_DIR to a torchvision MNIST root, or "
+                      "SUBLIMINAL_MNIST_GZ to a folder with the four original .gz files")
 
 
 @pytest.fixture(scope="session")
 def fashion_root():
     """Root folder with real Fashion-MNIST in torchvision's layout (``<root>/FashionMNIST/raw``). Skips offline; fails
     in CI (SUBLIMINAL_REQUIRE_DATA=1)."""
-    from mnist_mlp.data import resolve_test_data_dir
-
-    root = resolve_test_data_dir(dataset="fashion")
-    if root is None:
-        msg = ("real Fashion-MNIST not found: set SUBLIMINAL_DATA_DIR to a torchvision root holding FashionMNIST/raw, "
-               "or SUBLIMINAL_FASHION_GZ to a folder with the four original Fashion-MNIST .gz files")
-        if IN_CI:
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return root
+    return _real_root("fashion", "real Fashion-MNIST not found: set SUBLIMINAL_DATA_DIR to a torchvision root holding "
+                      "FashionMNIST/raw, or SUBLIMINAL_FASHION_GZ to a folder with the four original Fashion-MNIST "
+                      ".gz files")

@@ -4,12 +4,12 @@ against a busy CPU make it many times slower), and the SmolLM2 GGUF skip-or-fail
 from __future__ import annotations
 
 import importlib.util
-import os
 
 import pytest
 import torch
 
 from llm_bridge.models import INSTALL_GGUF_MODEL
+from tests.real_data import unavailable
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -27,6 +27,4 @@ def smollm2_installed():
     if missing:
         msg = (f"the SmolLM2-135M-Instruct GGUF test needs {', '.join(missing)}: run  {INSTALL_GGUF_MODEL}"
                + ("  and  pip install gguf" if "gguf" in missing else ""))
-        if os.environ.get("SUBLIMINAL_REQUIRE_DATA") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
+        unavailable(msg)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
-import os
 import shutil
 import struct
 from pathlib import Path
@@ -32,8 +31,8 @@ from mnist_mlp.data import (
     resolve_test_data_dir,
     validate_raw,
 )
+from tests.real_data import unavailable
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TEST_FILES = data.SPLITS["test"]
 
 
@@ -267,21 +266,14 @@ def test_cli_from_gz(tiny_gz, tmp_path, capsys):
 
 # ---- real MNIST --------------------------------------------------------------------------------------------------
 
-def real_gz_dir() -> Path | None:
-    gz = Path(os.environ.get("SUBLIMINAL_MNIST_GZ") or REPO_ROOT.parent / "shared" / "data" / "mnist")
-    return gz if all((gz / f"{n}.gz").is_file() for n in data.FILES) else None
-
-
 @pytest.fixture(scope="session")
 def real_root(tmp_path_factory) -> Path:
     """Real MNIST unpacked once per session into a temp root. Skips offline; fails with SUBLIMINAL_REQUIRE_DATA=1."""
-    gz = real_gz_dir()
+    gz = data.gz_source()
     if gz is None:
         msg = ("real MNIST .gz files not found: set SUBLIMINAL_MNIST_GZ to a folder with "
                f"{', '.join(n + '.gz' for n in data.FILES)}")
-        if os.environ.get("SUBLIMINAL_REQUIRE_DATA") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
+        unavailable(msg)
     root = tmp_path_factory.mktemp("mnist")
     prepare_from_gz(gz, root)
     return root
@@ -293,7 +285,7 @@ def test_real_gz_unpack_is_valid_and_idempotent(real_root):
         validate_raw(real_root, split)
     raw = data.raw_dir(real_root)
     before = {p.name: p.stat().st_mtime_ns for p in raw.iterdir()}
-    prepare_from_gz(real_gz_dir(), real_root)  # all valid: nothing rewritten
+    prepare_from_gz(data.gz_source(), real_root)  # all valid: nothing rewritten
     assert {p.name: p.stat().st_mtime_ns for p in raw.iterdir()} == before
 
 
@@ -493,9 +485,7 @@ def real_fashion_gz_dir() -> Path:
     if gz is None:
         msg = ("real Fashion-MNIST .gz files not found: set SUBLIMINAL_FASHION_GZ to a folder with "
                f"{', '.join(n + '.gz' for n in data.DATASETS['fashion'].files)}")
-        if os.environ.get("SUBLIMINAL_REQUIRE_DATA") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
+        unavailable(msg)
     return gz
 
 
