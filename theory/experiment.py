@@ -76,27 +76,41 @@ def _make_inputs(kind: str, n_cases: int, batch: int, dtype, *, key, mnist):
     return xs, xt, jax.random.randint(k_y, shape[:2], 0, N_CLASSES)
 
 
+def case_model(arch_name: str, loss_name: str, config: TheoryConfig):
+    """(module, apply_fn, loss, dtype) of the grid's cases for one (architecture, loss)."""
+    module = arch_from_name(arch_name).module(N_CLASSES + N_AUX)
+    return module, zoo.apply_fn_of(module), LOSSES[loss_name](), jnp.dtype(config.dtype)
+
+
+def case_networks(module, apply_fn, key, xt, yt, dtype):
+    """One case's networks from its key: (p0, p_other, dT_random, dT_grad, teacher_loss). p0 is the shared init and
+    p_other a different one; Lemma 1 takes any dT (a random one), Theorem 1 takes dT = -grad L_T(p0), L_T being the
+    class cross-entropy on (xt, yt). Every grid draws its cases here, so the same keys give the same networks."""
+    k_init, k_other, k_dT = jax.random.split(key, 3)
+    p0 = zoo.init_params(module, key=k_init, dtype=dtype)
+    p_other = zoo.init_params(module, key=k_other, dtype=dtype)
+
+    def teacher_loss(p):
+        return optax.softmax_cross_entropy_with_integer_labels(apply_fn(p, xt)[:, :N_CLASSES], yt).mean()
+
+    dT_random = zoo.random_update(p0, key=k_dT)
+    dT_grad = tree_scale(jax.grad(teacher_loss)(p0), -1.0)
+    return p0, p_other, dT_random, dT_grad, teacher_loss
+
+
+def stack_trees(trees):
+    """Pytrees of one structure stacked leaf by leaf along a new leading axis."""
+    return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *trees)
+
+
 def _case_fn(arch_name: str, loss_name: str, config: TheoryConfig):
     """One case of the grid for a fixed (architecture, loss): vmappable over (key, xs, xt, yt)."""
-    module = arch_from_name(arch_name).module(N_CLASSES + N_AUX)
-    apply_fn = zoo.apply_fn_of(module)
-    loss = LOSSES[loss_name]()
-    dtype = jnp.dtype(config.dtype)
+    module, apply_fn, loss, dtype = case_model(arch_name, loss_name, config)
     eps_E = jnp.asarray(config.eps, dtype)
 
     def case(key, xs, xt, yt):
-        k_init, k_other, k_dT = jax.random.split(key, 3)
-        p0 = zoo.init_params(module, key=k_init, dtype=dtype)
-        p_other = zoo.init_params(module, key=k_other, dtype=dtype)
-
-        def teacher_loss(p):
-            return optax.softmax_cross_entropy_with_integer_labels(apply_fn(p, xt)[:, :N_CLASSES], yt).mean()
-
-        # Lemma 1 takes any dT (a random one); Theorem 1 takes dT = -grad L_T. Each from both starts.
-        dT_random = zoo.random_update(p0, key=k_dT)
-        dT_grad = tree_scale(jax.grad(teacher_loss)(p0), -1.0)
-        def stack(*trees):
-            return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *trees)
+        # Lemma 1 with the random dT, Theorem 1 with dT = -grad L_T; each from both starts.
+        p0, p_other, dT_random, dT_grad, teacher_loss = case_networks(module, apply_fn, key, xt, yt, dtype)
 
         def sweep(dT, start):
             dS_E, rep = lemma1_sweep(apply_fn, p0, dT, xs, loss, config.lr, eps_E, start)
@@ -105,8 +119,8 @@ def _case_fn(arch_name: str, loss_name: str, config: TheoryConfig):
         # One flat vmap over the four (dT, start) pairs: nesting vmaps here pushes attention tensors past the
         # rank XLA:CPU's fused kernels accept.
         pairs = [GROUPS[name] for name in GROUPS]
-        dTs = stack(*[(dT_random, dT_grad)[i] for i, _ in pairs])
-        starts = stack(*[(p0, p_other)[j] for _, j in pairs])
+        dTs = stack_trees([(dT_random, dT_grad)[i] for i, _ in pairs])
+        starts = stack_trees([(p0, p_other)[j] for _, j in pairs])
         out = jax.vmap(sweep)(dTs, starts)
         return {name: jax.tree_util.tree_map(lambda a, k=k: a[k], out) for k, name in enumerate(GROUPS)}
 

@@ -22,12 +22,19 @@ import optax
 from scipy.stats import binomtest
 from tqdm.auto import tqdm
 
-from theory import zoo
-from theory.config import N_AUX, N_CLASSES, TheoryConfig, arch_from_name
-from theory.experiment import GROUPS, LOSSES, MnistArrays, _make_inputs, mnist_subset
+from theory.config import TheoryConfig
+from theory.experiment import (
+    GROUPS,
+    MnistArrays,
+    _make_inputs,
+    case_model,
+    case_networks,
+    mnist_subset,
+    stack_trees,
+)
 from theory.lemma import teacher_params
 from theory.optimizers import k_step_projection, make_optimizer, optimizer_first_step, sign_first_order_update
-from theory.pytree import cosine, flatten, inner, tree_scale
+from theory.pytree import cosine, flatten, inner
 
 __all__ = ["K_GROUPS", "run", "summarize", "fraction_ci", "table_rows"]
 
@@ -53,25 +60,14 @@ def fraction_ci(flags) -> dict:
 
 
 def _case_fn(arch_name: str, loss_name: str, config: TheoryConfig):
-    module = arch_from_name(arch_name).module(N_CLASSES + N_AUX)
-    apply_fn = zoo.apply_fn_of(module)
-    loss = LOSSES[loss_name]()
-    dtype = jnp.dtype(config.dtype)
+    module, apply_fn, loss, dtype = case_model(arch_name, loss_name, config)
     eps_E = jnp.asarray(config.optimizer_eps, dtype)
 
     def case(key, xs, xt, yt):
-        k_init, k_other, k_dT = jax.random.split(key, 3)  # the projection grid's keys: the same networks
-        p0 = zoo.init_params(module, key=k_init, dtype=dtype)
-        p_other = zoo.init_params(module, key=k_other, dtype=dtype)
-
-        def teacher_loss(p):
-            return optax.softmax_cross_entropy_with_integer_labels(apply_fn(p, xt)[:, :N_CLASSES], yt).mean()
-
-        dT_kinds = (zoo.random_update(p0, key=k_dT), tree_scale(jax.grad(teacher_loss)(p0), -1.0))
+        # the projection grid's own networks for this key
+        p0, p_other, dT_random, dT_grad, teacher_loss = case_networks(module, apply_fn, key, xt, yt, dtype)
+        dT_kinds = (dT_random, dT_grad)
         starts = (p0, p_other)
-
-        def stack(trees):
-            return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *trees)
 
         out = {"first": {}, "kstep": {}}
         # Sign limit from the shared init, for both kinds of dT (independent of eps and of the optimizer).
@@ -79,11 +75,11 @@ def _case_fn(arch_name: str, loss_name: str, config: TheoryConfig):
             u = sign_first_order_update(apply_fn, p0, dT, xs, loss, 1.0)
             return {"inner": inner(u, dT), "cosine": cosine(flatten(u), flatten(dT))}
 
-        out["sign_limit"] = jax.vmap(limit)(stack(dT_kinds))  # [2]: lemma (random dT), theorem (dT = -grad L_T)
-        pair_dTs = stack([dT_kinds[i] for i, _ in GROUPS.values()])
-        pair_starts = stack([starts[j] for _, j in GROUPS.values()])
-        k_dTs = stack([dT_kinds[GROUPS[g][0]] for g in K_GROUPS])
-        k_starts = stack([starts[GROUPS[g][1]] for g in K_GROUPS])
+        out["sign_limit"] = jax.vmap(limit)(stack_trees(dT_kinds))  # [2]: lemma (random dT), theorem (dT = -grad L_T)
+        pair_dTs = stack_trees([dT_kinds[i] for i, _ in GROUPS.values()])
+        pair_starts = stack_trees([starts[j] for _, j in GROUPS.values()])
+        k_dTs = stack_trees([dT_kinds[GROUPS[g][0]] for g in K_GROUPS])
+        k_starts = stack_trees([starts[GROUPS[g][1]] for g in K_GROUPS])
         for name in config.optimizers:
             opt = make_optimizer(name)  # at DEFAULT_LR[name]
 
