@@ -15,19 +15,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from figures.common import FIGURES_DIR, nan_array, replot_cli, save_figure, save_then_plot, stem  # noqa: E402
+from figures.common import FIGURES_DIR, nan_array, replot_cli, save_figure  # noqa: E402
+from figures.theory_projection import grid_inputs, grid_main, grid_stem  # noqa: E402
 
 NAME = "theory_optimizers"
 COLORS = {"sgd": "C0", "momentum": "C9", "adam": "C1", "adamw": "C5", "signsgd": "C3", "lion": "C4"}
 
 
 def file_stem(config) -> str:
-    preset = "paper" if config.n_cases >= 200 else "quick"
-    return stem(NAME, preset=preset, dtype=config.dtype, seed=config.seed)
+    return grid_stem(NAME, config)
 
 
 def compute(config, *, data_dir=None, download: bool = False, progress: bool = True) -> dict:
-    from figures.theory_projection import grid_inputs
     from theory.optimizer_grid import run
 
     config, mnist = grid_inputs(config, data_dir, download=download)
@@ -129,16 +128,10 @@ def plot(data: dict, path) -> Path:
     return save_figure(fig, path)
 
 
-def main(config=None, out_dir=FIGURES_DIR, *, json_path=None, data_dir=None, download: bool = False,
-         progress: bool = True) -> tuple[Path, Path, dict]:
-    """Compute, save JSON, plot from that JSON. Returns (json path, png path, data)."""
-    from theory.config import TheoryConfig
-
-    config = config or TheoryConfig.quick()
-    base = Path(out_dir) / file_stem(config)
-    json_path = Path(json_path) if json_path else base.with_suffix(".json")
-    data = compute(config, data_dir=data_dir, download=download, progress=progress)
-    return save_then_plot(data, json_path, base.with_suffix(".png"), plot, compact=True)
+def main(config=None, out_dir=FIGURES_DIR, **kw) -> tuple[Path, Path, dict]:
+    """Compute, save JSON, plot from that JSON (``theory_projection.grid_main``). Returns (json path, png path,
+    data)."""
+    return grid_main(NAME, compute, plot, config, out_dir, **kw)
 
 
 if __name__ == "__main__":

@@ -20,9 +20,14 @@ from theory.experiment import fmt  # noqa: E402
 NAME = "theory_projection"
 
 
-def file_stem(config) -> str:
+def grid_stem(name: str, config) -> str:
+    """The file stem of a theory-grid figure (this one, or ``theory_optimizers``): preset, dtype and seed."""
     preset = "paper" if config.n_cases >= 200 else "quick"
-    return stem(NAME, preset=preset, dtype=config.dtype, seed=config.seed)
+    return stem(name, preset=preset, dtype=config.dtype, seed=config.seed)
+
+
+def file_stem(config) -> str:
+    return grid_stem(NAME, config)
 
 
 def grid_inputs(config, data_dir=None, *, download: bool = False):
@@ -53,6 +58,19 @@ def compute(config, *, data_dir=None, download: bool = False, progress: bool = T
 
     config, mnist = grid_inputs(config, data_dir, download=download)
     return run(config, mnist=mnist, progress=progress)
+
+
+def grid_main(name: str, compute_fn, plot_fn, config=None, out_dir=FIGURES_DIR, *, json_path=None, data_dir=None,
+              download: bool = False, progress: bool = True) -> tuple[Path, Path, dict]:
+    """Compute a theory-grid figure's data (default config: the quick grid), save its JSON, plot from that JSON.
+    Returns (json path, png path, data)."""
+    from theory.config import TheoryConfig
+
+    config = config or TheoryConfig.quick()
+    base = Path(out_dir) / grid_stem(name, config)
+    json_path = Path(json_path) if json_path else base.with_suffix(".json")
+    data = compute_fn(config, data_dir=data_dir, download=download, progress=progress)
+    return save_then_plot(data, json_path, base.with_suffix(".png"), plot_fn, compact=True)
 
 
 def _band(ax, x, y_CxE, color, label):
@@ -110,16 +128,9 @@ def plot(data: dict, path) -> Path:
     return save_figure(fig, path)
 
 
-def main(config=None, out_dir=FIGURES_DIR, *, json_path=None, data_dir=None, download: bool = False,
-         progress: bool = True) -> tuple[Path, Path, dict]:
-    """Compute, save JSON, plot from that JSON. Returns (json path, png path, data)."""
-    from theory.config import TheoryConfig
-
-    config = config or TheoryConfig.quick()
-    base = Path(out_dir) / file_stem(config)
-    json_path = Path(json_path) if json_path else base.with_suffix(".json")
-    data = compute(config, data_dir=data_dir, download=download, progress=progress)
-    return save_then_plot(data, json_path, base.with_suffix(".png"), plot, compact=True)
+def main(config=None, out_dir=FIGURES_DIR, **kw) -> tuple[Path, Path, dict]:
+    """Compute, save JSON, plot from that JSON (``grid_main``). Returns (json path, png path, data)."""
+    return grid_main(NAME, compute, plot, config, out_dir, **kw)
 
 
 if __name__ == "__main__":
