@@ -7,6 +7,7 @@ metadata every experiment records (peak memory, environment). Imports nothing of
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import math
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["UMASK", "RunDir", "atomic_dir", "atomic_write", "environment", "fingerprint", "json_ready",
-           "load_arrays", "load_json", "peak_rss_mb", "save_arrays", "save_json"]
+           "keep_freed_memory", "load_arrays", "load_json", "peak_rss_mb", "save_arrays", "save_json"]
 
 UMASK = os.umask(0)
 os.umask(UMASK)
@@ -158,6 +159,28 @@ class RunDir:
 def peak_rss_mb() -> float:
     """This process's peak resident memory in MB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -2, -4, -8
+
+
+def keep_freed_memory() -> bool:
+    """Let this process keep the memory it frees, for the next allocation, instead of giving it back to the kernel.
+
+    XLA and torch allocate every step's buffers afresh on CPU (tens of MB each for a chunk of runs). By default glibc
+    serves each such buffer with its own ``mmap`` and unmaps it on free, so every step faults its pages in again: on
+    a 25-run MNIST chunk the kernel's page-fault time equals the compute (issue 16). With ``mmap`` off, one heap for
+    all threads (threads' own heaps cap at 64 MB and fall back to ``mmap``) and no trimming, a freed buffer stays in
+    the heap and the next step reuses it. The numbers do not change; the resident memory stays at its peak until
+    the process ends. A no-op (False) where the C library has no ``mallopt`` (not glibc)."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    settings = ((_M_MMAP_MAX, 0), (_M_ARENA_MAX, 1), (_M_TRIM_THRESHOLD, 2**31 - 1), (_M_TOP_PAD, 64 << 20))
+    return all(mallopt(p, v) == 1 for p, v in settings)
 
 
 def environment(**libraries) -> dict:
