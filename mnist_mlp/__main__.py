@@ -27,6 +27,13 @@ def main(
     download: bool = typer.Option(True, help="let torchvision download MNIST when it is neither in --data-dir nor "
                                   "in $SUBLIMINAL_MNIST_GZ / ../shared/data/mnist"),
     progress: bool = typer.Option(True, help="show progress bars"),
+    distributed: bool = typer.Option(False, "--distributed", help="one process of a multi-process run "
+                                     "(jax.distributed; each trains its share of the chunks, process 0 writes the "
+                                     "results): the cluster is detected under SLURM, Open MPI, Kubernetes; elsewhere "
+                                     "give --coordinator, --num-processes and --process-id"),
+    coordinator: str | None = typer.Option(None, help="HOST:PORT of process 0 (implies --distributed)"),
+    num_processes: int | None = typer.Option(None, help="processes of a --distributed run"),
+    process_id: int | None = typer.Option(None, help="this process's id, 0 to --num-processes - 1"),
 ):
     if ctx.invoked_subcommand is not None:  # `sweep`: its own options; none of these may be set before it
         given = [p.name for p in ctx.command.params
@@ -40,14 +47,19 @@ def main(
     from figures import mnist_fig10
     from mnist_mlp.config import MnistConfig
     from mnist_mlp.data import DataError, ensure_mnist
+    from mnist_mlp.experiment import run
 
     presets = {"quick": MnistConfig.quick, "paper": MnistConfig.paper}
     if preset not in presets:
         raise typer.BadParameter(f"unknown preset {preset!r}; choose quick or paper", param_hint="--preset")
     kw = {k: v for k, v in {"runs": runs, "epochs": epochs, "chunk_size": chunk_size}.items() if v is not None}
     try:
+        main_process = _join(distributed, coordinator, num_processes, process_id)
         root = ensure_mnist(data_dir, download=download)
         config = presets[preset](seed=seed, data_dir=str(root), **kw)
+        if not main_process:  # its share of the chunks; process 0 draws the figure
+            run(config, out, resume=resume, progress=progress)
+            return
         jp, png, data = mnist_fig10.main(config, figures_dir, runs_dir=out, resume=resume, progress=progress)
     except (DataError, ValueError) as e:
         raise SystemExit(f"error: {e}")
@@ -74,11 +86,18 @@ def sweep(
     data_dir: Path | None = typer.Option(None, help="torchvision root holding MNIST (and Fashion-MNIST)"),
     download: bool = typer.Option(True, help="let torchvision download missing datasets"),
     progress: bool = typer.Option(True, help="show progress bars"),
+    distributed: bool = typer.Option(False, "--distributed", help="one process of a multi-process run "
+                                     "(jax.distributed; each trains its share of the chunks, process 0 writes the "
+                                     "results): the cluster is detected under SLURM, Open MPI, Kubernetes; elsewhere "
+                                     "give --coordinator, --num-processes and --process-id"),
+    coordinator: str | None = typer.Option(None, help="HOST:PORT of process 0 (implies --distributed)"),
+    num_processes: int | None = typer.Option(None, help="processes of a --distributed run"),
+    process_id: int | None = typer.Option(None, help="this process's id, 0 to --num-processes - 1"),
 ):
     """A sweep of the Fig. 10 protocol (one figure; JSON + PNG), then the transfer map of every finished sweep."""
     from figures import mnist_sweeps
     from mnist_mlp.data import DataError, ensure_dataset
-    from mnist_mlp.sweeps import PRESETS, SWEEPS
+    from mnist_mlp.sweeps import PRESETS, SWEEPS, run_sweep
 
     names = list(SWEEPS) if name == "all" else [name]
     if not set(names) <= set(SWEEPS):
@@ -87,11 +106,16 @@ def sweep(
     if preset not in PRESETS:
         raise typer.BadParameter(f"unknown preset {preset!r}; choose quick or full", param_hint="--preset")
     try:
+        main_process = _join(distributed, coordinator, num_processes, process_id)
         root = ensure_dataset("mnist", data_dir, download=download)
         if any(_needs_fashion(n) for n in names):
             ensure_dataset("fashion", root, download=download)
         for n in names:
             extra = {} if chunk_size is None else {"chunk_size": chunk_size}
+            if not main_process:  # its share of every cell's chunks; process 0 draws the figures
+                run_sweep(n, preset, out_dir=out, resume=resume, progress=progress, seed=seed, data_dir=str(root),
+                          **extra)
+                continue
             jp, png, data = mnist_sweeps.main(n, preset, figures_dir, runs_dir=out, resume=resume,
                                               progress=progress, seed=seed, data_dir=str(root), **extra)
             for c in data["cells"]:
@@ -105,6 +129,18 @@ def sweep(
             print(f"wrote {jp}\nwrote {png}")
     except (DataError, ValueError) as e:
         raise SystemExit(f"error: {e}")
+
+
+def _join(distributed: bool, coordinator, num_processes, process_id) -> bool:
+    """Join a multi-process run when asked; is this process the one that writes results and draws figures?"""
+    if not (distributed or coordinator is not None):
+        return True
+    import jax
+
+    from mnist_mlp.experiment import initialize_distributed
+
+    initialize_distributed(coordinator, num_processes, process_id)
+    return jax.process_index() == 0
 
 
 def _needs_fashion(name: str) -> bool:

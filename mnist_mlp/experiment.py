@@ -7,6 +7,8 @@ is ever paired with its own teacher. The students never see a digit, and the aux
 
 Phase 1 trains all teachers, phase 2 the students; both in chunks of runs trained at once (vmap). Each finished
 chunk is written atomically under ``out_dir/<run name>/``, so ``resume=True`` skips it after an interruption.
+A chunk's runs are sharded over the local devices; several processes (``initialize_distributed``: hosts, or one
+process per GPU) split the chunks between them through the shared run folder.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
@@ -206,29 +209,37 @@ class Experiment:
             raise FloatingPointError(f"teacher loss became NaN/inf in runs {list(runs)}; lower the learning rate")
         return params
 
+    def _teacher_chunk(self, k: int, runs, *, train_it: bool):
+        """Chunk ``k``'s teachers and test accuracies: reused from its file when that matches, else trained and
+        written (``train_it``), else None."""
+        path = self.dir / f"teachers_{k:03d}.npz"
+        if (self.resume or not train_it) and path.exists():
+            p, meta = _load_params(path, self.references(runs))
+            if self._chunk_matches(meta, runs):
+                return p, meta
+        if not train_it:
+            return None
+        tc = time.perf_counter()
+        p = self.train_teachers(runs)
+        meta = {"fingerprint": self.config.fingerprint(), "runs": [runs.start, runs.stop],
+                "acc_reference": np.asarray(train.accuracy(self.apply_fn, self.references(runs), self.x_test,
+                                                           self.y_test)).tolist(),
+                "acc_teacher": np.asarray(train.accuracy(self.apply_fn, p, self.x_test, self.y_test)).tolist()}
+        meta["seconds"] = time.perf_counter() - tc
+        _save_params(path, p, meta)
+        return p, meta
+
     def teachers(self):
-        """All teachers (trained or loaded chunk by chunk) and their test accuracies."""
-        chunks, params, acc_ref, acc_teacher = _chunks(self.config), [], [], []
+        """All teachers (trained or loaded chunk by chunk) and their test accuracies. With several processes each
+        trains its share of the chunks, and reads the others' from the shared run folder."""
+        chunks = _chunks(self.config)
         t0 = time.perf_counter()
-        for k, runs in enumerate(tqdm(chunks, desc="phase 1: teachers", disable=not self.progress)):
-            path = self.dir / f"teachers_{k:03d}.npz"
-            loaded = None
-            if self.resume and path.exists():
-                like = self.references(runs)
-                p, meta = _load_params(path, like)
-                if self._chunk_matches(meta, runs):
-                    loaded = (p, meta)
-            if loaded is None:
-                tc = time.perf_counter()
-                p = self.train_teachers(runs)
-                meta = {"fingerprint": self.config.fingerprint(), "runs": [runs.start, runs.stop],
-                        "acc_reference": np.asarray(train.accuracy(self.apply_fn, self.references(runs), self.x_test,
-                                                                   self.y_test)).tolist(),
-                        "acc_teacher": np.asarray(train.accuracy(self.apply_fn, p, self.x_test, self.y_test)).tolist()}
-                meta["seconds"] = time.perf_counter() - tc
-                _save_params(path, p, meta)
-            else:
-                p, meta = loaded
+        got = {k: self._teacher_chunk(k, runs, train_it=True)
+               for k, runs in enumerate(tqdm(chunks, desc="phase 1: teachers", disable=not self.progress)) if mine(k)}
+        got.update(self._others(chunks, got, "teachers", lambda k, runs: self._teacher_chunk(k, runs, train_it=False)))
+        params, acc_ref, acc_teacher = [], [], []
+        for k in range(len(chunks)):
+            p, meta = got[k]
             params.append(p)
             self.chunk_seconds["teachers"].append(meta.get("seconds"))
             acc_ref += meta["acc_reference"]
@@ -236,6 +247,21 @@ class Experiment:
         self.timings["teachers_s"] = time.perf_counter() - t0
         all_params = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *params)
         return all_params, np.array(acc_ref), np.array(acc_teacher)
+
+    def _others(self, chunks, got: dict, phase: str, load) -> dict:
+        """After every process has finished its share of ``phase``, the other processes' chunks from their files."""
+        if jax.process_count() == 1:
+            return {}
+        multihost_utils.sync_global_devices(f"{self.dir.name}/{phase}")
+        out = {}
+        for k, runs in enumerate(chunks):
+            if k not in got:
+                out[k] = load(k, runs)
+                if out[k] is None:
+                    raise RuntimeError(f"process {k % jax.process_count()} left no matching {phase} chunk {k} in "
+                                       f"{self.dir}; every process needs the same --out folder (a shared file "
+                                       "system) and the same settings")
+        return out
 
     # ---- phase 2: students -------------------------------------------------------------------------------
     def train_students(self, runs, teachers_all, pairing) -> dict:
@@ -324,24 +350,30 @@ class Experiment:
         return {"runs": [runs.start, runs.stop], "paired_teacher": other.tolist(), "log_steps": log_steps,
                 "fingerprint": self.config.fingerprint(), "students": out}
 
+    def _student_chunk(self, k: int, runs, teachers_all, pairing, *, train_it: bool):
+        path = self.dir / f"students_{k:03d}.json"
+        if (self.resume or not train_it) and path.exists():
+            res = load_json(path)
+            if self._chunk_matches(res, runs):
+                return res
+        if not train_it:
+            return None
+        tc = time.perf_counter()
+        res = self.train_students(runs, teachers_all, pairing)
+        res["seconds"] = time.perf_counter() - tc
+        save_json(path, res)
+        return res
+
     def students(self, teachers_all) -> list[dict]:
         pairing = derangement(role_key(self.config.seed, "pairing"), self.config.runs)
-        results = []
+        chunks = _chunks(self.config)
         t0 = time.perf_counter()
-        for k, runs in enumerate(tqdm(_chunks(self.config), desc="phase 2: students", disable=not self.progress)):
-            path = self.dir / f"students_{k:03d}.json"
-            if self.resume and path.exists():
-                res = load_json(path)
-                if self._chunk_matches(res, runs):
-                    results.append(res)
-                    self.chunk_seconds["students"].append(res.get("seconds"))
-                    continue
-            tc = time.perf_counter()
-            res = self.train_students(runs, teachers_all, pairing)
-            res["seconds"] = time.perf_counter() - tc
-            save_json(path, res)
-            results.append(res)
-            self.chunk_seconds["students"].append(res["seconds"])
+        got = {k: self._student_chunk(k, runs, teachers_all, pairing, train_it=True)
+               for k, runs in enumerate(tqdm(chunks, desc="phase 2: students", disable=not self.progress)) if mine(k)}
+        got.update(self._others(chunks, got, "students",
+                                lambda k, runs: self._student_chunk(k, runs, teachers_all, pairing, train_it=False)))
+        results = [got[k] for k in range(len(chunks))]
+        self.chunk_seconds["students"] += [r.get("seconds") for r in results]
         self.timings["students_s"] = time.perf_counter() - t0
         return results
 
@@ -363,10 +395,29 @@ def _random_like(key, tree):
     return theory.tree_scale(z, theory.norm(tree) / theory.norm(z))
 
 
+def mine(k: int) -> bool:
+    """Is chunk ``k`` this process's share? (Round robin over ``jax.process_count()`` processes; all, with one.)"""
+    return k % jax.process_count() == jax.process_index()
+
+
+def initialize_distributed(coordinator: str | None = None, num_processes: int | None = None,
+                           process_id: int | None = None) -> None:
+    """Join a multi-process run (``jax.distributed``): every process trains its share of the chunks on its own
+    devices and reads the others' from the shared run folder, and process 0 writes the result. Without arguments
+    JAX detects the cluster (SLURM, Open MPI, Kubernetes, Cloud TPU); elsewhere give all three."""
+    given = [a is not None for a in (coordinator, num_processes, process_id)]
+    if any(given) and not all(given):
+        raise ValueError("a multi-process run needs the coordinator address, the number of processes and this "
+                         "process's id together (or none of them, on a cluster JAX detects)")
+    jax.distributed.initialize(coordinator, num_processes, process_id)
+
+
 def run(config: MnistConfig, out_dir="runs", *, resume: bool = False, progress: bool = True) -> dict:
-    """Run the experiment; returns the results dict (also written to ``out_dir/<run name>/results.json``)."""
+    """Run the experiment; returns the results dict (also written to ``out_dir/<run name>/results.json``, by
+    process 0 of a multi-process run; every process returns it)."""
     exp = Experiment(config, out_dir, resume=resume, progress=progress)
     results = exp.run()
     results["timings"]["peak_rss_mb"] = peak_rss_mb()
-    save_json(exp.dir / "results.json", results)
+    if jax.process_index() == 0:
+        save_json(exp.dir / "results.json", results)
     return results
