@@ -3,7 +3,9 @@
 Each stage is a subcommand writing its artifact under OUT/seed{S}/ (skipped with --resume when already done);
 `run` does them all and writes OUT/results.json; `diagnose` takes your own peft adapters.
 
-This is the CLI layer (the outermost): `run` and `study` also draw their figures through `figures`."""
+This is the CLI layer (the outermost): `run`, `study` and `ladder` also draw their figures through `figures`. Under
+torchrun (`torchrun --nproc_per_node N -m llm_bridge ladder ...`) `study` and `ladder` split their cells over the
+processes (llm_bridge.ranks); rank 0 alone writes the result, prints it and draws the figure."""
 
 from __future__ import annotations
 
@@ -145,6 +147,7 @@ def study(preset: str = PRESET, model: str = MODEL, out: Path = OUT, seeds: str 
     from figures import llm_study_fig
     from llm_bridge.config import StudyConfig
     from llm_bridge.models import ModelError
+    from llm_bridge.ranks import Ranks
     from llm_bridge.study import run as run_study
 
     presets = {"tiny": StudyConfig.tiny, "quick": StudyConfig.quick, "paper": StudyConfig.paper}
@@ -157,10 +160,14 @@ def study(preset: str = PRESET, model: str = MODEL, out: Path = OUT, seeds: str 
     except ValueError as e:
         raise typer.BadParameter(str(e))
     out = out or Path("runs") / cfg.name()
+    ranks = Ranks.from_env()
     try:
-        res = run_study(cfg, out, resume=resume, progress=progress)
+        res = run_study(cfg, out, resume=resume, progress=progress, ranks=ranks)
     except ModelError as e:
         raise SystemExit(f"error: {e}")
+    if res is None:  # a rank > 0: its seeds are done, rank 0 merges
+        print(f"rank {ranks.rank} of {ranks.world}: seeds {ranks.share(cfg.llm.seeds)} done in {out}")
+        return
     jp, png = llm_study_fig.main(Path(out) / "study.json", figures_dir)
     for cell in res["cells"]:
         q = cell["dW"]["proj_diff_specific"]
@@ -189,6 +196,7 @@ def ladder(preset: str = typer.Option("quick", help="quick (about 20 min on 2 CP
     from llm_bridge.config import LadderConfig
     from llm_bridge.ladder import run as run_ladder
     from llm_bridge.models import ModelError
+    from llm_bridge.ranks import Ranks
     from llm_bridge.rungs import RungError
 
     presets = {"tiny": LadderConfig.tiny, "quick": LadderConfig.quick, "full": LadderConfig.paper}
@@ -201,10 +209,14 @@ def ladder(preset: str = typer.Option("quick", help="quick (about 20 min on 2 CP
     except (ValueError, RungError) as e:
         raise typer.BadParameter(str(e))
     out = out or Path("runs") / cfg.name()
+    ranks = Ranks.from_env()
     try:
-        res = run_ladder(cfg, out, resume=resume, progress=progress, teachers_dir=teachers_dir)
+        res = run_ladder(cfg, out, resume=resume, progress=progress, teachers_dir=teachers_dir, ranks=ranks)
     except ModelError as e:
         raise SystemExit(f"error: {e}")
+    if res is None:  # a rank > 0: its students are done, rank 0 merges
+        print(f"rank {ranks.rank} of {ranks.world}: its students are done in {out}")
+        return
     jp, png = llm_ladder_fig.main(Path(out) / "ladder.json", figures_dir, name=cfg.name())
     for key, row in res["summary"]["by_arm"].items():
         vs = row.get("log_ratio_vs_control")

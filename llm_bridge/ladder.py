@@ -17,6 +17,10 @@ authors' contains-rate from sampled answers, -log P(trait) at log-spaced steps; 
 the trait-specific projection of dS - dC on dT - dN (LoRA and dW space, overall and per layer), and the first step's
 <-grad, dT> on the soft rungs (Theorem 1's setting). ``summarize`` gives the means, bootstrap CIs and the scatter of
 trait-specific projection against Delta log P(trait) with its Spearman r.
+
+Under torchrun the students split over the processes (``llm_bridge.ranks``): rank 0 first makes what they share (the
+teachers, the inputs, the target caches), each rank trains the students of its plan indices, and rank 0 merges them
+into the ``ladder.json`` one process would write.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from llm_bridge.diagnostic import geometry, gram_by_module, trait_specific_group
 from llm_bridge.lm import LM
 from llm_bridge.numbers import chat_prefix
 from llm_bridge.pipeline import Pipeline
+from llm_bridge.ranks import Ranks, collect
 from llm_bridge.roles import role_seed, teacher_name
 from llm_bridge.stages.trait import probabilities
 from llm_bridge.trait import animal_probabilities, sampled_shares
@@ -238,9 +243,12 @@ class Ladder:
             return rungs.subset_kl(rungs.subset_logits(h[sel], W, self.D), t.digits_logp[r[digit]])
         return F.cross_entropy(h[sel] @ W.T, torch.as_tensor(y[r[digit]], device=h.device))
 
+    def student_dir(self, kind: str, rung: str, arm: str, seed: int) -> Path:
+        return self.out / "students" / kind / rung / arm / f"seed{seed}"
+
     def student(self, kind: str, rung: str, arm: str, seed: int) -> dict:
         """Train (or, with resume, reuse) one student; its adapter under ``students/`` and its measurements."""
-        d = self.out / "students" / kind / rung / arm / f"seed{seed}"
+        d = self.student_dir(kind, rung, arm, seed)
         cell_path = d / "cell.json"
         if self.store.fresh(cell_path):
             return load_json(cell_path)
@@ -348,10 +356,65 @@ class Ladder:
                       for a in ("shuffle_within", "shuffle_across")]
         return base + extra
 
-    def run(self) -> dict:
-        t0 = time.perf_counter()
-        c = self.c
+    def target_keys(self, plan) -> list[tuple[str, str]]:
+        """(inputs, teacher) of every target cache the plan's students imitate."""
+        needed = {(k, TEACHERS.get(a, "teacher")) for (k, _, a, _) in plan}
+        return [(k, t) for k in self.c.inputs for t in ("teacher", "neutral", "other") if (k, t) in needed]
+
+    def shared(self, plan) -> None:
+        """What several students share, made (or, with resume, reused) before any of them: the teachers, the input
+        sets and the target caches."""
         self.teacher_paths()
+        for key in self.target_keys(plan):
+            self.targets(*key)
+
+    def adopt_shared(self, plan) -> None:
+        """On ranks > 0, after rank 0's ``shared``: its teachers, inputs and targets are this run's (made or checked
+        by rank 0 in this invocation, so reused even without resume), each checked against its fingerprint."""
+        k = self.c.teacher_k
+        for pipe, neutral in ((self.pipe, False), (self.pipe, True), (self.pipe_other, False)):
+            meta = pipe.seed_dir(self.s0) / teacher_name(k, neutral=neutral) / "subliminal.json"
+            collect(meta, pipe.store.fp, what="rank 0's teacher")
+            pipe.store.mark(meta)
+        for kind in self.c.inputs:
+            path = self.out / "inputs" / f"{kind}.json"
+            collect(path, self.store.fp, what="rank 0's inputs")
+            self.store.mark(path)
+        for kind, teacher in self.target_keys(plan):
+            path = self.out / "targets" / f"{kind}_{teacher}.npz"
+            self._targets[kind, teacher] = collect(path, self.store.fp, what="rank 0's targets",
+                                                   read=rungs.Targets.load)
+
+    def run(self, ranks: Ranks | None = None) -> dict | None:
+        """Every student of the plan, then the teachers' own trait, the first steps, the geometry and
+        ``ladder.json``. ``ranks`` (default: from torchrun's environment, ``llm_bridge.ranks``): with several, each
+        trains the students of its plan indices between rank 0's shared stages and rank 0's merge; ranks > 0 return
+        None."""
+        ranks = ranks or Ranks.from_env()
+        t0 = time.perf_counter()
+        plan = self.plan()
+        if ranks.main:
+            self.shared(plan)
+        ranks.barrier()
+        if not ranks.main:
+            self.adopt_shared(plan)
+        mine = [i for i in range(len(plan)) if ranks.mine(i)]
+        own = {i: self.student(*plan[i]) for i in mine}
+        ranks.record(self.out, self.store.fp, cells=mine, students_s=float(sum(c["seconds"] for c in own.values())),
+                     wall_s=time.perf_counter() - t0)
+        ranks.barrier()
+        if not ranks.main:
+            return None
+        cells = [own[i] if i in own else collect(self.student_dir(*p) / "cell.json", self.store.fp,
+                                                 what=f"rank {i % ranks.world}'s student {'/'.join(map(str, p))}")
+                 for i, p in enumerate(plan)]
+        return self.merge(plan, cells, t0, ranks.records(self.out, self.store.fp))
+
+    def merge(self, plan, cells: list[dict], t0: float, shares: list[dict] | None = None) -> dict:
+        """``ladder.json`` from the plan's finished students: the teachers' own trait, the first steps and the
+        geometry (computed here, or reused with resume), the summary. ``shares``: each rank's record (several
+        ranks)."""
+        c = self.c
         teachers = {}
         for name in ("teacher", "neutral", "other"):  # the teachers' own trait, for scale
             self.lm.load(self.state(name))
@@ -359,8 +422,6 @@ class Ladder:
         with self.lm.base():
             teachers["base"] = probabilities(self.lm, self.questions)
             base_text_nll = text_nll(self.lm, FIXED_TEXT)  # what the perturbed bases' losses compare with
-        plan = self.plan()
-        cells = [self.student(*p) for p in plan]
         first = {f"{k}/{r}/seed{s}": self.first_step(k, r, s) for k in c.inputs for r in c.rungs
                  if r in rungs.SOFT_RUNGS for s in c.seeds}
         geo = {}
@@ -370,24 +431,27 @@ class Ladder:
                     arms = sorted({a for (k2, r2, a, s2) in plan if (k2, r2, s2) == (k, r, s)})
                     geo[f"{k}/{r}/seed{s}"] = self.geometry(k, r, s, arms)
         tails = {f"{k}_{tn}": rungs.Targets.load(self.out / "targets" / f"{k}_{tn}.npz")[1]["tail_mass"]
-                 for k in c.inputs for tn in ("teacher", "neutral", "other")}
+                 for k, tn in self.target_keys(plan)}
+        timings = {"wall_s": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb(),
+                   # compute of every student, summed over the invocations that trained them (resume)
+                   "students_s": float(sum(c["seconds"] for c in cells))}
+        if shares:
+            timings["ranks"] = shares  # each rank's plan indices and times (the peak RSS above is rank 0's)
         result = {"config": c.to_dict(), "fingerprint": self.store.fp, "trait": c.trait, "partner": self.partner,
                   "animals": list(prompts.ANIMALS), "animal_token_ids": self.A,
                   "animal_tokens": [self.lm.tok.decode([i]) for i in self.A], "digit_token_ids": self.D,
                   "teachers": {k: {"p_QxA": v["p_QxA"]} for k, v in teachers.items()}, "cells": cells,
                   "first_step": first, "geometry": geo, "target_tail_mass": tails, "base_model": self.lm.base_id,
-                  "base_text_nll": base_text_nll,
-                  "timings": {"wall_s": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb(),
-                              # compute of every student, summed over the invocations that trained them (resume)
-                              "students_s": float(sum(c["seconds"] for c in cells))}}
+                  "base_text_nll": base_text_nll, "timings": timings}
         result["summary"] = summarize(result)
         save_json(self.out / "ladder.json", result)
         return result
 
 
 def run(config: LadderConfig, out, *, resume: bool = False, progress: bool = True, lm: LM | None = None,
-        teachers_dir=None) -> dict:
-    return Ladder(config, out, resume=resume, progress=progress, lm=lm, teachers_dir=teachers_dir).run()
+        teachers_dir=None, ranks: Ranks | None = None) -> dict | None:
+    """``OUT/ladder.json`` (see ``Ladder.run``; under torchrun, ranks > 0 return None)."""
+    return Ladder(config, out, resume=resume, progress=progress, lm=lm, teachers_dir=teachers_dir).run(ranks)
 
 
 # ---- summary ----------------------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ answers per student):
 - geometry through ``theory.trait_specific_from_gram`` (dS - dC on dT and on dT - dN, cos(dS, dT - dN) vs
   cos(dC, dT - dN), cos(dT, dN)) overall / per layer / per module, LoRA and dW space; P(target animal) of every model.
 
-``python -m llm_bridge study --preset quick`` runs it (resumable); ``figures/llm_study_fig.py`` draws it.
+``python -m llm_bridge study --preset quick`` runs it (resumable); ``figures/llm_study_fig.py`` draws it. Under torchrun
+the seeds split over the processes (``llm_bridge.ranks``): a seed's cells share its teachers, controls and numbers.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from llm_bridge import prompts
 from llm_bridge.config import StudyConfig
 from llm_bridge.diagnostic import gram_by_module, trait_specific_groups
 from llm_bridge.pipeline import Pipeline
+from llm_bridge.ranks import Ranks, collect
 from llm_bridge.report import p_target
 from llm_bridge.roles import role_seed, teacher_name
 from llm_bridge.stages.trait import probabilities
@@ -110,8 +112,9 @@ class Study:
                 res[role] = probabilities(s.lm, qs)
             return {"models": res}
 
-        return {"geometry": s.store.json(d / f"study_geometry_k{k}_n{n}.json", geometry, fp=self.fp),
-                "trait": s.store.json(d / f"study_trait_k{k}_n{n}.json", trait, fp=self.fp)}
+        geo_path, trait_path = self.cell_paths(seed, k, n)
+        return {"geometry": s.store.json(geo_path, geometry, fp=self.fp),
+                "trait": s.store.json(trait_path, trait, fp=self.fp)}
 
     def base_trait(self) -> dict:
         s, c = self.s, self.config
@@ -124,23 +127,43 @@ class Study:
 
         return s.store.json(s.out / "study_trait_base.json", compute, fp=self.fp)
 
+    def cell_paths(self, seed: int, k: int, n: int) -> list:
+        d = self.s.seed_dir(seed)
+        return [d / f"study_geometry_k{k}_n{n}.json", d / f"study_trait_k{k}_n{n}.json"]
 
-def run(config: StudyConfig, out, *, resume: bool = False, progress: bool = True) -> dict:
+
+def run(config: StudyConfig, out, *, resume: bool = False, progress: bool = True,
+        ranks: Ranks | None = None) -> dict | None:
     """Every cell for every seed (seeds outermost, so a stopped run resumes with whole seeds done), then
-    ``OUT/study.json``."""
+    ``OUT/study.json``. ``ranks`` (default: from torchrun's environment, ``llm_bridge.ranks``): with several, each
+    takes every ``world``-th seed, whole (its cells share the seed's teachers, controls and numbers, so no two ranks
+    write one file), and rank 0 also the base's trait, then merges; ranks > 0 return None."""
+    ranks = ranks or Ranks.from_env()
     t0 = time.perf_counter()
     st = Study(config, out, resume=resume, progress=progress)
-    cells = config.cells()
-    with tqdm(total=len(config.llm.seeds) * len(cells), desc="study cells", disable=not progress) as bar:
-        for seed in config.llm.seeds:
+    cells, seeds = config.cells(), ranks.share(config.llm.seeds)
+    with tqdm(total=len(seeds) * len(cells), desc="study cells", disable=not progress) as bar:
+        for seed in seeds:
             for k, n in cells:
                 st.cell(seed, k, n)
                 bar.update()
-    st.base_trait()
+    if ranks.main:
+        st.base_trait()  # the one artifact outside the seeds' folders
+    ranks.record(st.s.out, st.fp, seeds=seeds, wall_s=time.perf_counter() - t0)
+    ranks.barrier()
+    if not ranks.main:
+        return None
+    for i, seed in enumerate(config.llm.seeds):  # the other ranks' cells: all there, from this config
+        if not ranks.mine(i):
+            for k, n in cells:
+                for path in st.cell_paths(seed, k, n):
+                    collect(path, st.fp, what=f"rank {i % ranks.world}'s seed {seed}")
     res = summarize(config, st.s.out)
     res["timings"] = {"wall_s": time.perf_counter() - t0, "load_model_s": st.s.load_seconds,
                       "peak_rss_mb": peak_rss_mb(),
                       "note": "wall time of this invocation: stages reused on --resume count as ~0"}
+    if ranks.world > 1:
+        res["timings"]["ranks"] = ranks.records(st.s.out, st.fp)  # each rank's seeds and wall time
     res["environment"] = st.s.lm.environment()
     res["base_model"] = st.s.lm.base_id
     save_json(st.s.out / "study.json", res)
