@@ -160,3 +160,63 @@ def test_an_independent_torch_implementation_reproduces_run_0(quick, tmp_path):
     # seeds the student's accuracy spreads over tens of points (18% to 72% in the paper preset).
     assert abs(accuracy(teacher) - data["per_run"]["teacher"]["accuracy"][0]) < 0.005
     assert abs(accuracy(student) - data["per_run"]["aux_same"]["accuracy"][0]) < 0.03
+
+
+def test_the_benchmarks_torch_baseline_takes_our_steps(quick, tmp_path):
+    """benchmarks/torch_mnist.py, the authors' approach (N models stacked, batched einsum, one Adam over the stacks)
+    that benchmarks/mnist_vs_torch times us against: from our inits, batches and noise images, its 5 first teacher
+    steps and a student step of each kind are ours, for 2 runs at once, to float32 rounding. So the benchmark
+    compares two implementations of one computation."""
+    import torch
+
+    from benchmarks import torch_mnist
+    from mnist_mlp import train
+    from mnist_mlp.experiment import Experiment, run_keys
+
+    config = quick[0]
+    exp = Experiment(config, tmp_path, progress=False)
+    R, tol = 2, theory.tolerances(np.float32).trajectory_rtol
+    init_R = exp.references(range(R))
+
+    def flat_jax(p, r):
+        return np.concatenate([np.ravel(p[n][k][r]) for n in sorted(p) for k in ("kernel", "bias")])
+
+    def flat_torch(ps, r):
+        return np.concatenate([np.ravel(t[r].detach().numpy()) for t in ps])
+
+    def gap(ours, theirs):
+        return max(np.linalg.norm(flat_jax(ours, r) - flat_torch(theirs, r))
+                   / np.linalg.norm(flat_jax(ours, r) - flat_jax(init_R, r)) for r in range(R))
+
+    x_train, y_train = torch.tensor(np.asarray(exp.x_train)), torch.tensor(np.asarray(exp.y_train)).long()
+    idx, mask = train.epoch_batches_R(run_keys(config.seed, "teacher_shuffle", range(R)), 0, exp.x_train.shape[0],
+                                      config.batch_size)
+    assert bool(mask[:, :5].all())  # full batches: the baseline has no padding mask
+    params, opt = jax.tree_util.tree_map(jnp.copy, init_R), jax.vmap(exp.tx.init)(init_R)
+    theirs = torch_mnist.from_flax(init_R)
+    topt = torch.optim.Adam(theirs, lr=config.lr)
+    for s in range(5):
+        params, opt, _ = train.teacher_step(exp.apply_fn, exp.tx, params, opt, exp.x_train, exp.y_train, idx[:, s],
+                                            mask[:, s])
+        b = torch.tensor(np.asarray(idx[:, s]).astype(np.int64))
+        torch_mnist.teacher_step(theirs, topt, x_train[b], y_train[b])
+    assert gap(params, theirs) < tol
+
+    # one step of the four students on the first noise batch, imitating these teachers (run r's other: run 1 - r)
+    teacher, other = params, jax.tree_util.tree_map(lambda a: a[::-1], params)
+    keys = run_keys(config.seed, "noise", range(R))
+    sidx, smask = train.epoch_batches_R(run_keys(config.seed, "student_shuffle", range(R)), 0, config.n_noise,
+                                        config.batch_size)
+    students = {n: (jax.tree_util.tree_map(jnp.copy, init_R), jax.vmap(exp.tx.init)(init_R)) for n in train.STUDENTS}
+    targets = train.empty_targets(R, config.n_noise, exp.module.n_out)
+    students, _, _ = train.student_step(exp.apply_fn, exp.tx, exp.module.aux_indices(), students, targets, teacher,
+                                        other, keys, sidx[:, 0], smask[:, 0], fill=True)
+    x = torch.tensor(np.asarray(jax.vmap(train.noise_images)(keys, sidx[:, 0])))
+    for name, (which, whose) in train.STUDENTS.items():
+        t = torch_mnist.from_flax(teacher if whose == "same" else other)
+        cols = slice(10, None) if which == "aux" else slice(None)
+        with torch.no_grad():
+            target = torch.log_softmax(torch_mnist.forward(t, x)[..., cols], -1)
+        st = torch_mnist.from_flax(init_R)
+        torch_mnist.student_step(st, torch.optim.Adam(st, lr=config.lr), x, target, cols)
+        assert gap(students[name][0], st) < tol, name
