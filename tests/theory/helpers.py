@@ -39,3 +39,17 @@ def tiny_cnn(*, key, n_out=5, dtype=jnp.float64):
     module = TinyCNN(n_out=n_out)
     params = module.init(key, jnp.zeros((1, 25), jnp.float32))["params"]
     return zoo.apply_fn_of(module), jax.tree_util.tree_map(lambda a: a.astype(dtype), params)
+
+
+def kink_at(params, xs) -> bool:
+    """Does any hidden pre-activation of a ``tiny_mlp`` sit exactly at 0 on ``xs``? Then a ReLU network is not
+    differentiable at ``params`` (with zero-initialized biases, a fully dead layer leaves the next layer's
+    pre-activations at exactly 0), and Lemma 1's premise fails there."""
+    layers = sorted(params, key=lambda name: int(name.split("_")[1]))
+    h = xs
+    for name in layers[:-1]:
+        z = h @ params[name]["kernel"] + params[name]["bias"]
+        if bool(jnp.any(z == 0)):
+            return True
+        h = jax.nn.relu(z)
+    return False

@@ -6,11 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import theory
-from tests.theory.helpers import tiny_cnn, tiny_mlp
+from tests.theory.helpers import kink_at, tiny_cnn, tiny_mlp
 from theory import explicit, tolerances
 from theory.stats import fit_loglog_slope
 
@@ -83,6 +83,9 @@ def test_lemma1_projection_nonnegative_at_small_eps(seed, depth, width, activati
     key = jax.random.key(seed + 1)
     xs = (jax.random.normal(key, (7, 6), jnp.float64) if inputs == "gaussian"
           else jax.random.uniform(key, (7, 6), jnp.float64, -1.0, 1.0))
+    # the Lemma assumes a network differentiable at theta_0: a ReLU unit exactly at its kink there breaks it (found
+    # by hypothesis: seed 2, depth 3, width 2, a dead layer; dS.dT = -0.45 x its first-order value, at every eps)
+    assume(activation != "relu" or not kink_at(p0, xs))
     rep = theory.check_lemma1(apply_fn, p0, dT, xs, LOSSES[loss], lr, [eps, 2 * eps])
     assert rep.inner_E[0] >= 0
     assert rep.cosine_E[0] >= 0
