@@ -39,7 +39,8 @@ def main(n: int = 10, rounds: int = 2) -> None:
         theirs, out = timed([sys.executable, "-m", "benchmarks.torch_mnist", str(n)])
         base = json.loads(out.strip().splitlines()[-1])
         pairs.append({"ours_s": ours, "baseline_s": theirs, "ratio": theirs / ours,
-                      "baseline_accuracy": base["mean_accuracy"]})
+                      "baseline_accuracy": base["mean_accuracy"],
+                      "baseline_phases_s": {k: base[k] for k in ("teachers_s", "students_s")}})
         print(f"round {i}: ours {ours:6.1f} s, baseline {theirs:6.1f} s: {theirs / ours:.2f}x "
               f"(baseline teacher {base['mean_accuracy']['teacher']:.1%}, aux student "
               f"{base['mean_accuracy']['aux_same']:.1%})", flush=True)

@@ -29,6 +29,9 @@ SAMPLER = typer.Option(None, help="free (paper-faithful, filter is the gate) or 
 DEVICE = typer.Option(None, help="auto, cpu or cuda")
 RESUME = typer.Option(False, "--resume", help="reuse finished stages of this config")
 PROGRESS = typer.Option(True, help="progress bars")
+BF16 = typer.Option(False, "--bf16", help="train (forward + loss) under bfloat16 autocast, an opt-in with other "
+                    "numbers (its own fingerprint); fast only where the CPU or GPU has native bf16 "
+                    "(benchmarks.ladder_throughput --precision)")
 
 
 def _seeds(seeds: str | None) -> tuple[int, ...] | None:
@@ -40,12 +43,15 @@ def _seeds(seeds: str | None) -> tuple[int, ...] | None:
         raise typer.BadParameter("seeds are integers separated by commas, e.g. 0,1,2", param_hint="--seeds")
 
 
-def _config(preset, model, seeds, sampler, device, number_prompts=None, number_teacher=None) -> LLMConfig:
+def _config(preset, model, seeds, sampler, device, number_prompts=None, number_teacher=None,
+            bf16: bool = False) -> LLMConfig:
     presets = {"tiny": LLMConfig.tiny, "quick": LLMConfig.quick, "paper": LLMConfig.paper}
     if preset not in presets:
         raise typer.BadParameter(f"choose one of {', '.join(presets)}", param_hint="--preset")
     kw = {k: v for k, v in dict(model=model, sampler=sampler, device=device, number_prompts=number_prompts,
                                 number_teacher=number_teacher, seeds=_seeds(seeds)).items() if v is not None}
+    if bf16:  # only when asked: the preset's own value otherwise
+        kw["bf16"] = True
     try:
         return presets[preset](**kw)
     except ValueError as e:
@@ -66,8 +72,9 @@ def _pipeline(cfg: LLMConfig, out, resume, progress):
 
 def _stage(name: str, doc: str):
     def command(preset: str = PRESET, model: str = MODEL, out: Path = OUT, seeds: str = SEEDS,
-                sampler: str = SAMPLER, device: str = DEVICE, resume: bool = RESUME, progress: bool = PROGRESS):
-        cfg = _config(preset, model, seeds, sampler, device)
+                sampler: str = SAMPLER, device: str = DEVICE, bf16: bool = BF16, resume: bool = RESUME,
+                progress: bool = PROGRESS):
+        cfg = _config(preset, model, seeds, sampler, device, bf16=bf16)
         p = _pipeline(cfg, out, resume, progress)
         for seed in cfg.seeds:
             p.stage(name.replace("-", "_"), seed)
@@ -90,13 +97,13 @@ def run(preset: str = PRESET, model: str = MODEL, out: Path = OUT, seeds: str = 
         device: str = DEVICE, number_prompts: int = typer.Option(None, help="override the preset's prompt count"),
         number_teacher: str = typer.Option(None, help="lora (default: base + dT writes the numbers) or system_prompt "
                                            "(the paper's teacher: the base under the trait system prompt)"),
-        resume: bool = RESUME, progress: bool = PROGRESS,
+        bf16: bool = BF16, resume: bool = RESUME, progress: bool = PROGRESS,
         figures_dir: Path = typer.Option(Path("figures"), help="where the figure's JSON and PNG go")):
     """Every stage for every seed, then OUT/results.json and the figure."""
     from figures import llm_bridge_fig
     from llm_bridge.pipeline import run as run_all
 
-    cfg = _config(preset, model, seeds, sampler, device, number_prompts, number_teacher)
+    cfg = _config(preset, model, seeds, sampler, device, number_prompts, number_teacher, bf16)
     p = _pipeline(cfg, out, resume, progress)
     res = run_all(cfg, p.out, pipeline=p)
     jp, png = llm_bridge_fig.main(p.out / "results.json", figures_dir)
@@ -140,7 +147,7 @@ def diagnose(teacher: Path = typer.Option(..., help="teacher's peft adapter fold
 
 @app.command()
 def study(preset: str = PRESET, model: str = MODEL, out: Path = OUT, seeds: str = SEEDS, device: str = DEVICE,
-          resume: bool = RESUME, progress: bool = PROGRESS,
+          bf16: bool = BF16, resume: bool = RESUME, progress: bool = PROGRESS,
           figures_dir: Path = typer.Option(Path("figures"), help="where the figure's JSON and PNG go")):
     """Trait-specific study: neutral teacher dN, (dS - dC) on dT and dT - dN with a shuffle null, teacher-strength
     and data-size sweeps (llm_bridge.study); writes OUT/study.json and the figure."""
@@ -154,7 +161,8 @@ def study(preset: str = PRESET, model: str = MODEL, out: Path = OUT, seeds: str 
     if preset not in presets:
         raise typer.BadParameter(f"choose one of {', '.join(presets)}", param_hint="--preset")
     base = presets[preset]()
-    llm_kw = {k: v for k, v in dict(model=model, device=device, seeds=_seeds(seeds)).items() if v is not None}
+    llm_kw = {k: v for k, v in dict(model=model, device=device, seeds=_seeds(seeds), bf16=bf16 or None).items()
+              if v is not None}
     try:
         cfg = dataclasses.replace(base, llm=dataclasses.replace(base.llm, **llm_kw))
     except ValueError as e:
@@ -182,7 +190,7 @@ def study(preset: str = PRESET, model: str = MODEL, out: Path = OUT, seeds: str 
 def ladder(preset: str = typer.Option("quick", help="quick (about 20 min on 2 CPU cores), full (the committed run, "
                                       "hours, resumable) or tiny (tests)"),
            trait: str = typer.Option("owl", help="the trait animal: any of the 16 in llm_bridge.prompts.ANIMALS"),
-           model: str = MODEL, out: Path = OUT, device: str = DEVICE, resume: bool = RESUME,
+           model: str = MODEL, out: Path = OUT, device: str = DEVICE, bf16: bool = BF16, resume: bool = RESUME,
            progress: bool = PROGRESS,
            figures_dir: Path = typer.Option(Path("figures"), help="where the figure's JSON and PNG go"),
            teachers_dir: Path = typer.Option(Path("runs/ladder_teachers"), help="the teachers' folder, shared by "
@@ -203,7 +211,7 @@ def ladder(preset: str = typer.Option("quick", help="quick (about 20 min on 2 CP
     if preset not in presets:
         raise typer.BadParameter(f"choose one of {', '.join(presets)}", param_hint="--preset")
     base = presets[preset]()
-    llm_kw = {k: v for k, v in dict(model=model, device=device).items() if v is not None}
+    llm_kw = {k: v for k, v in dict(model=model, device=device, bf16=bf16 or None).items() if v is not None}
     try:
         cfg = dataclasses.replace(base, trait=trait, llm=dataclasses.replace(base.llm, **llm_kw))
     except (ValueError, RungError) as e:

@@ -14,7 +14,8 @@ ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj
 PIPELINE_VERSION = 2
 # Settings added after runs were published, with the value that reproduces those runs: at that value they stay out
 # of the fingerprints, so the names of earlier runs and figures remain valid.
-NEUTRAL = {"warmup_steps": 0, "max_grad_norm": None, "max_examples": None, "trait_sample_questions": None}
+NEUTRAL = {"warmup_steps": 0, "max_grad_norm": None, "max_examples": None, "trait_sample_questions": None,
+           "bf16": False}
 # The paper filter's measured pass rate under free sampling (quick preset, 32 answers per source and seed: teacher
 # 4.2%, base 6.3%; benchmarks/llm_numbers: 2.3-3.9%): the paper preset asks for MAX_EXAMPLES / PASS_RATE prompts.
 PAPER_PASS_RATE = 0.04
@@ -79,6 +80,11 @@ class LLMConfig(_Presets):
     warmup_steps: int = 0
     max_grad_norm: float | None = None
     max_examples: int | None = None  # cap on the kept examples a student trains on (None: all)
+    # opt-in: every LoRA training step's forward and loss under bfloat16 autocast (adapter weights, gradients and
+    # AdamW state stay float32; evaluation, sampling and the first-step check stay float32). It changes the numbers
+    # (SmolLM2's step loss by 2e-3 relative), hence the fingerprint. Only for hardware with native bf16: on an AVX2
+    # CPU without it a step is 16x slower (benchmarks/results/ladder_throughput_precision.json).
+    bf16: bool = False
     # first-step Theorem 1 check: teacher = base + eps * dT in LoRA parameter space
     first_step_eps: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0)
     first_step_batches: int = 2

@@ -241,7 +241,8 @@ class Ladder:
         sel = torch.as_tensor(np.nonzero(digit)[0], device=h.device)
         if rung == "digits":
             return rungs.subset_kl(rungs.subset_logits(h[sel], W, self.D), t.digits_logp[r[digit]])
-        return F.cross_entropy(h[sel] @ W.T, torch.as_tensor(y[r[digit]], device=h.device))
+        # (float32 logits: under bf16 autocast the matmul gives bf16)
+        return F.cross_entropy((h[sel] @ W.T).float(), torch.as_tensor(y[r[digit]], device=h.device))
 
     def student_dir(self, kind: str, rung: str, arm: str, seed: int) -> Path:
         return self.out / "students" / kind / rung / arm / f"seed{seed}"
@@ -286,7 +287,7 @@ class Ladder:
             losses = train.fit(lm.model, lambda idx: self.rung_loss(rung, t, rows_map, valid, y, idx, rows_in), n,
                                epochs=c.epochs, batch_size=c.batch_size, lr=c.lr,
                                seed=role_seed(seed, "ladder_order"), desc=f"{rung}/{arm}/seed{seed}",
-                               progress=self.progress, on_step=on_step)
+                               progress=self.progress, on_step=on_step, bf16=c.llm.bf16)
             lora.save_adapter(lm.model, d, meta={"fingerprint": self.store.fp, "arm": arm, "rung": rung,
                                                  "inputs": kind, "seed": seed})
             probs = probabilities(lm, self.questions)

@@ -108,11 +108,13 @@ def _check(loss: torch.Tensor, what: str, step: int) -> None:
 
 def fit(model, make_loss, n_examples: int, *, epochs: int, batch_size: int, lr: float, seed: int, desc: str,
         warmup_steps: int = 0, max_grad_norm: float | None = None, progress: bool = True,
-        on_step=None) -> list[float]:
+        on_step=None, bf16: bool = False) -> list[float]:
     """AdamW (no weight decay) with a linear warm-up over ``warmup_steps``, then linear decay to 0, on the LoRA
     parameters only; the gradient's global norm clipped at ``max_grad_norm`` (None: no clipping). The example order
     of every epoch is drawn from ``seed``. ``make_loss(indices)`` returns the batch's loss; ``on_step(step)``, if
-    given, runs after each optimizer step (step = 1, 2, ...; the model in eval mode meanwhile). Returns losses."""
+    given, runs after each optimizer step (step = 1, 2, ...; the model in eval mode meanwhile). ``bf16``:
+    ``make_loss`` (forward and loss) runs under bfloat16 autocast (``LLMConfig.bf16``); backward, clipping and the
+    optimizer step do not, so the adapter, its gradients and AdamW's state stay float32. Returns losses."""
     from transformers import get_linear_schedule_with_warmup
 
     params = list(lora_parameters(model).values())
@@ -122,13 +124,17 @@ def fit(model, make_loss, n_examples: int, *, epochs: int, batch_size: int, lr: 
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     sched = get_linear_schedule_with_warmup(opt, warmup_steps, steps)
     gen = torch.Generator().manual_seed(seed)
+    # autocast casts each matmul's inputs to bf16 (the weights too, on every call) and keeps the parameters as they
+    # are; the loss functions upcast the logits to float32 before their log-softmax
+    precision = torch.autocast(device_type=params[0].device.type, dtype=torch.bfloat16, enabled=bf16)
     losses: list[float] = []
     model.train()
     with tqdm(total=steps, desc=desc, disable=not progress, leave=False) as bar:
         for _ in range(epochs):
             order = torch.randperm(n_examples, generator=gen).tolist()
             for s in range(0, n_examples, batch_size):
-                loss = make_loss(order[s:s + batch_size])
+                with precision:
+                    loss = make_loss(order[s:s + batch_size])
                 _check(loss, desc, len(losses))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

@@ -31,6 +31,17 @@ def test_published_study_name_stays_valid():
     assert run_name(LLMConfig.quick()).startswith("llm_quick_smollm2-135m_constrained_seeds3_")
 
 
+def test_bf16_is_an_opt_in_with_its_own_fingerprint():
+    """bf16 autocast changes a run's numbers: off by default (out of the fingerprint, so every published name
+    stays), and a run with it gets its own fingerprint; --bf16 reaches the config."""
+    from llm_bridge.__main__ import _config
+
+    assert not LLMConfig.quick().bf16 and "bf16" not in LLMConfig.quick().science_dict()
+    assert LLMConfig.quick(bf16=True).fingerprint() != LLMConfig.quick().fingerprint()
+    assert _config("tiny", None, None, None, None, bf16=True) == LLMConfig.tiny(bf16=True)
+    assert _config("tiny", None, None, None, None) == LLMConfig.tiny()
+
+
 @pytest.mark.parametrize("bad,match", [
     ({"warmup_steps": -1}, "warmup_steps"), ({"max_grad_norm": 0.0}, "max_grad_norm"),
     ({"max_examples": 0}, "max_examples"), ({"trait_samples": -1}, "trait_samples"),

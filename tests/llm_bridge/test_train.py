@@ -1,6 +1,7 @@
 """Training on completion tokens: the label mask, the KL imitation loss, Theorem 1's first student step on the tiny
 random Llama (soft labels from teacher = init + eps dT: <-grad, dT> >= 0), and the optimizer loop's guards."""
 
+import ml_dtypes
 import numpy as np
 import pytest
 import torch
@@ -116,6 +117,33 @@ def test_fit_trains_only_the_adapter_and_is_seeded():
     assert all(torch.equal(v, trained[k]) for k, v in lora.get_state(model).items())
     lora.set_state(model, init)
     assert train.fit(model, loss, len(pre), seed=1, **kw) != losses  # another example order
+
+
+def test_fit_under_bf16_autocast_moves_the_loss_slightly_and_keeps_the_adapter_float32():
+    """The opt-in (``LLMConfig.bf16``): one step's loss from the same init and batch differs from float32's by a
+    nonzero amount within bf16's roundoff; the adapter, its gradients and the base weights stay float32, the base
+    untouched."""
+    model, tok, _ = tiny_peft()
+    init = lora.init_state(model, seed=0)
+    pre = [chat_prefix(tok, it["prompt"]) for it in prompts.number_prompts(4, seed=0)]
+    ans = ["1, 2, 3", "44, 55", "600", "7, 8, 9, 10"]
+
+    def loss(idx):
+        return train.sft_loss(model, train.encode(tok, [pre[i] for i in idx], [ans[i] for i in idx], "cpu"))
+
+    base_before = {n: p.detach().clone() for n, p in model.named_parameters() if ".lora_" not in n}
+    kw = {"epochs": 1, "batch_size": 4, "lr": 1e-2, "seed": 0, "desc": "bf16", "progress": False}
+    (fp32,) = train.fit(model, loss, 4, **kw)
+    lora.set_state(model, init)
+    (bf16,) = train.fit(model, loss, 4, bf16=True, **kw)
+    assert 0 < abs(bf16 - fp32) / fp32 <= tolerances(ml_dtypes.bfloat16).rtol, (fp32, bf16)
+    adapter = lora.lora_parameters(model)
+    assert all(p.dtype == p.grad.dtype == torch.float32 for p in adapter.values())
+    assert any(not torch.equal(lora.get_state(model)[k], init[k]) for k in init if ".lora_B." in k)  # it trained
+    assert all(p.dtype == torch.float32 and torch.equal(p, base_before[n])
+               for n, p in model.named_parameters() if ".lora_" not in n)
+    lora.set_state(model, init)
+    assert train.fit(model, loss, 4, **kw) == [fp32]  # the autocast did not outlive its steps
 
 
 def test_fit_refuses_a_nan_loss():
