@@ -19,6 +19,8 @@ STUDY = "figures/llm_study_quick_smollm2-135m_constrained_seeds5_01691500c7.json
 LLM = "figures/llm_bridge_quick_smollm2-135m_constrained_seeds3_e8a205ffb5.json"
 OPTIMIZERS = "figures/theory_optimizers_paper_float64_seed0.json"
 LADDER = "figures/llm_ladder_quick_smollm2-135m_owl_seeds1_6d9bcb87cf.json"
+VS_TORCH = "benchmarks/results/mnist_vs_torch.json"
+PRECISION = "benchmarks/results/ladder_throughput_precision.json"
 
 
 @cache
@@ -247,7 +249,22 @@ def llm_claims():
     yield "README.md", f"its final, resumed invocation took {load(STUDY)['timings']['wall_s']:.0f} s"
 
 
-CLAIMS = [*theory_claims(), *optimizer_claims(), *ladder_claims(), *mnist_claims(), *study_claims(), *llm_claims()]
+def speed_claims():
+    b = load(VS_TORCH)["numbers"]
+    (pair,) = b["pairs"]
+    yield "paper_notes.md", (f"ours {pair['ours_s']:.1f} s, baseline {pair['baseline_s']:.1f} s: "
+                             f"**{b['median_ratio']:.2f}x**")
+    yield "paper_notes.md", (f"Ours is {b['our_gflops']:.0f} GFLOP/s, {pct(b['fraction_of_peak'], 0)}% of the "
+                             f"{b['matmul_peak_gflops']:.0f} GFLOP/s peak")
+    steps = load(PRECISION)["numbers"]["precision"]["steps"]
+    for mode, label in (("sft", "SFT step"), ("digits", "digits-rung step")):
+        m = steps[mode]
+        yield "paper_notes.md", (f"| {label} | {m['fp32']['median_s']:.2f} s | {m['bf16']['median_s']:.2f} s | "
+                                 f"{m['bf16_speedup']:.2f}x | {m['loss_rel_diff']:.1e} relative |")
+
+
+CLAIMS = [*theory_claims(), *optimizer_claims(), *ladder_claims(), *mnist_claims(), *study_claims(), *llm_claims(),
+          *speed_claims()]
 
 
 @pytest.mark.parametrize("document,text", CLAIMS, ids=[f"{d}:{t[:50]}" for d, t in CLAIMS])
