@@ -33,13 +33,16 @@ def test_published_study_name_stays_valid():
 
 def test_bf16_is_an_opt_in_with_its_own_fingerprint():
     """bf16 autocast changes a run's numbers: off by default (out of the fingerprint, so every published name
-    stays), and a run with it gets its own fingerprint; --bf16 reaches the config."""
-    from llm_bridge.__main__ import _config
+    stays), and a run with it gets its own fingerprint; the training commands offer --bf16."""
+    from typer.testing import CliRunner
+
+    from llm_bridge.__main__ import app
 
     assert not LLMConfig.quick().bf16 and "bf16" not in LLMConfig.quick().science_dict()
     assert LLMConfig.quick(bf16=True).fingerprint() != LLMConfig.quick().fingerprint()
-    assert _config("tiny", None, None, None, None, bf16=True) == LLMConfig.tiny(bf16=True)
-    assert _config("tiny", None, None, None, None) == LLMConfig.tiny()
+    for command in ("run", "study", "ladder", "students"):
+        out = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+        assert out.exit_code == 0 and "--bf16" in out.output, command
 
 
 @pytest.mark.parametrize("bad,match", [
