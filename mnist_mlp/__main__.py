@@ -8,6 +8,15 @@ from pathlib import Path
 
 import typer
 
+# a multi-process run's options, shared by the Fig. 10 experiment and `sweep`
+DISTRIBUTED = typer.Option(False, "--distributed", help="one process of a multi-process run (jax.distributed; each "
+                           "trains its share of the chunks, process 0 writes the results): the cluster is detected "
+                           "under SLURM, Open MPI, Kubernetes; elsewhere give --coordinator, --num-processes and "
+                           "--process-id")
+COORDINATOR = typer.Option(None, help="HOST:PORT of process 0 (implies --distributed)")
+NUM_PROCESSES = typer.Option(None, help="processes of a --distributed run")
+PROCESS_ID = typer.Option(None, help="this process's id, 0 to --num-processes - 1")
+
 app = typer.Typer(add_completion=False, help=__doc__, rich_markup_mode="markdown")
 
 
@@ -27,13 +36,10 @@ def main(
     download: bool = typer.Option(True, help="let torchvision download MNIST when it is neither in --data-dir nor "
                                   "in $SUBLIMINAL_MNIST_GZ / ../shared/data/mnist"),
     progress: bool = typer.Option(True, help="show progress bars"),
-    distributed: bool = typer.Option(False, "--distributed", help="one process of a multi-process run "
-                                     "(jax.distributed; each trains its share of the chunks, process 0 writes the "
-                                     "results): the cluster is detected under SLURM, Open MPI, Kubernetes; elsewhere "
-                                     "give --coordinator, --num-processes and --process-id"),
-    coordinator: str | None = typer.Option(None, help="HOST:PORT of process 0 (implies --distributed)"),
-    num_processes: int | None = typer.Option(None, help="processes of a --distributed run"),
-    process_id: int | None = typer.Option(None, help="this process's id, 0 to --num-processes - 1"),
+    distributed: bool = DISTRIBUTED,
+    coordinator: str | None = COORDINATOR,
+    num_processes: int | None = NUM_PROCESSES,
+    process_id: int | None = PROCESS_ID,
 ):
     if ctx.invoked_subcommand is not None:  # `sweep`: its own options; none of these may be set before it
         given = [p.name for p in ctx.command.params
@@ -86,13 +92,10 @@ def sweep(
     data_dir: Path | None = typer.Option(None, help="torchvision root holding MNIST (and Fashion-MNIST)"),
     download: bool = typer.Option(True, help="let torchvision download missing datasets"),
     progress: bool = typer.Option(True, help="show progress bars"),
-    distributed: bool = typer.Option(False, "--distributed", help="one process of a multi-process run "
-                                     "(jax.distributed; each trains its share of the chunks, process 0 writes the "
-                                     "results): the cluster is detected under SLURM, Open MPI, Kubernetes; elsewhere "
-                                     "give --coordinator, --num-processes and --process-id"),
-    coordinator: str | None = typer.Option(None, help="HOST:PORT of process 0 (implies --distributed)"),
-    num_processes: int | None = typer.Option(None, help="processes of a --distributed run"),
-    process_id: int | None = typer.Option(None, help="this process's id, 0 to --num-processes - 1"),
+    distributed: bool = DISTRIBUTED,
+    coordinator: str | None = COORDINATOR,
+    num_processes: int | None = NUM_PROCESSES,
+    process_id: int | None = PROCESS_ID,
 ):
     """A sweep of the Fig. 10 protocol (one figure; JSON + PNG), then the transfer map of every finished sweep."""
     from figures import mnist_sweeps

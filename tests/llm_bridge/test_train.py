@@ -95,7 +95,9 @@ def test_first_soft_label_step_has_nonnegative_projection_on_the_teacher_update(
         assert any(torch.count_nonzero(v) > 0 for k, v in grad.items() if ".lora_B." in k)
 
 
-def test_fit_trains_only_the_adapter_and_is_seeded():
+def sft_setup():
+    """The tiny model with its LoRA init, 4 number prompts, their SFT loss on fixed answers, and a copy of the base
+    weights: (model, init, prompts, loss(indices), base weights)."""
     model, tok, _ = tiny_peft()
     init = lora.init_state(model, seed=0)
     pre = [chat_prefix(tok, it["prompt"]) for it in prompts.number_prompts(4, seed=0)]
@@ -105,6 +107,11 @@ def test_fit_trains_only_the_adapter_and_is_seeded():
         return train.sft_loss(model, train.encode(tok, [pre[i] for i in idx], [ans[i] for i in idx], "cpu"))
 
     base_before = {n: p.detach().clone() for n, p in model.named_parameters() if ".lora_" not in n}
+    return model, init, pre, loss, base_before
+
+
+def test_fit_trains_only_the_adapter_and_is_seeded():
+    model, init, pre, loss, base_before = sft_setup()
     kw = {"epochs": 3, "batch_size": 2, "lr": 1e-2, "desc": "test", "progress": False}
     losses = train.fit(model, loss, len(pre), seed=0, **kw)
     assert len(losses) == 3 * 2 and all(np.isfinite(losses))
@@ -123,15 +130,7 @@ def test_fit_under_bf16_autocast_moves_the_loss_slightly_and_keeps_the_adapter_f
     """The opt-in (``LLMConfig.bf16``): one step's loss from the same init and batch differs from float32's by a
     nonzero amount within bf16's roundoff; the adapter, its gradients and the base weights stay float32, the base
     untouched."""
-    model, tok, _ = tiny_peft()
-    init = lora.init_state(model, seed=0)
-    pre = [chat_prefix(tok, it["prompt"]) for it in prompts.number_prompts(4, seed=0)]
-    ans = ["1, 2, 3", "44, 55", "600", "7, 8, 9, 10"]
-
-    def loss(idx):
-        return train.sft_loss(model, train.encode(tok, [pre[i] for i in idx], [ans[i] for i in idx], "cpu"))
-
-    base_before = {n: p.detach().clone() for n, p in model.named_parameters() if ".lora_" not in n}
+    model, init, pre, loss, base_before = sft_setup()
     kw = {"epochs": 1, "batch_size": 4, "lr": 1e-2, "seed": 0, "desc": "bf16", "progress": False}
     (fp32,) = train.fit(model, loss, 4, **kw)
     lora.set_state(model, init)
