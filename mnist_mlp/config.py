@@ -20,6 +20,9 @@ ABLATIONS = ("none", "teacher", "random")
 SWEEP_KNOBS = ("dataset", "student_inputs", "teacher_epochs", "student_epochs", "student_loss", "student_optimizer",
                "student_lr", "init_sigma", "reinit", "ablate", "liminal", "log_alignment")
 
+# what phase 1 (the references and the teachers) reads, besides the chunk's run indices and the teacher epochs
+TEACHER_SETTINGS = ("seed", "hidden", "n_aux", "batch_size", "lr", "dataset", "liminal")
+
 
 @dataclass(frozen=True)
 class MnistConfig:
@@ -107,6 +110,12 @@ class MnistConfig:
 
     def fingerprint(self) -> str:
         return fingerprint(self.science_dict(), 12)
+
+    def teacher_fingerprint(self) -> str:
+        """The settings the teachers (and their references) depend on, and nothing else: a sweep's cells that change
+        only the students (init distance, loss, optimizer, inputs, ablation, ...) share one set of trained teachers."""
+        d = {k: getattr(self, k) for k in TEACHER_SETTINGS}
+        return fingerprint({**d, "teacher_epochs": self.epochs_teacher, "protocol_version": PROTOCOL_VERSION}, 12)
 
     @property
     def preset_name(self) -> str:

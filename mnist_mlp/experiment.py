@@ -32,7 +32,7 @@ from mnist_mlp import train
 from mnist_mlp.config import MnistConfig
 from mnist_mlp.model import MLP, apply_fn_of
 from mnist_mlp.report import assemble
-from results import keep_freed_memory, load_arrays, load_json, peak_rss_mb, save_arrays, save_json
+from results import keep_freed_memory, load_arrays, load_json, load_meta, peak_rss_mb, save_arrays, save_json
 
 MODELS = ("reference", "teacher", *train.STUDENTS)
 # Roles of the keys split from the one seed.
@@ -219,15 +219,30 @@ class Experiment:
                 return p, meta
         if not train_it:
             return None
+        if self.resume and (shared := self._shared_teachers(k, runs)) is not None:
+            _save_params(path, *shared)  # this run folder stays complete on its own
+            return shared
         tc = time.perf_counter()
         p = self.train_teachers(runs)
-        meta = {"fingerprint": self.config.fingerprint(), "runs": [runs.start, runs.stop],
+        meta = {"fingerprint": self.config.fingerprint(), "teacher_fingerprint": self.config.teacher_fingerprint(),
+                "runs": [runs.start, runs.stop],
                 "acc_reference": np.asarray(train.accuracy(self.apply_fn, self.references(runs), self.x_test,
                                                            self.y_test)).tolist(),
                 "acc_teacher": np.asarray(train.accuracy(self.apply_fn, p, self.x_test, self.y_test)).tolist()}
         meta["seconds"] = time.perf_counter() - tc
         _save_params(path, p, meta)
         return p, meta
+
+    def _shared_teachers(self, k: int, runs):
+        """Chunk ``k``'s teachers from a run folder beside this one whose teachers were trained with the same
+        teacher settings (``MnistConfig.teacher_fingerprint``) for the same runs, else None. A resumed sweep thus
+        trains each set of teachers once; they are the same numbers as training them again."""
+        want = [self.config.teacher_fingerprint(), [runs.start, runs.stop]]
+        for path in sorted(self.dir.parent.glob(f"*/teachers_{k:03d}.npz")):
+            if path.parent != self.dir and [(m := load_meta(path)).get("teacher_fingerprint"), m.get("runs")] == want:
+                p, meta = _load_params(path, self.references(runs))
+                return p, {**meta, "fingerprint": self.config.fingerprint(), "reused_from": path.parent.name}
+        return None
 
     def teachers(self):
         """All teachers (trained or loaded chunk by chunk) and their test accuracies. With several processes each

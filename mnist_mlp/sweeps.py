@@ -7,7 +7,8 @@ knobs changed. Every cell has the aux-only students of the same init (``aux_same
 (``aux_other``), and reports per student the test accuracy, the first-step gradient projection on the teacher's update
 (Lemma 1's quantity; in the ablation cells, of the ablated step) and the cosine of the whole update, each as a mean
 with a 95% bootstrap CI over runs. Cells that share a configuration share one fingerprint and one run folder, so with
-resume (the CLI's default) the Fig. 10 baseline is trained once for all sweeps.
+resume (the CLI's default) the Fig. 10 baseline is trained once for all sweeps; cells that change only the students
+share the baseline's trained teachers too (``MnistConfig.teacher_fingerprint``).
 
 ``transfer_map`` pools every finished sweep: each cell's first-order prediction against its measured transfer
 (aux-student accuracy minus chance), with Spearman's rank correlation and its bootstrap CI.

@@ -113,6 +113,12 @@ def load_arrays(path) -> tuple[dict[str, np.ndarray], dict]:
         return {k: z[k] for k in z.files if k != "__meta__"}, meta
 
 
+def load_meta(path) -> dict:
+    """Only the metadata of a file written by ``save_arrays`` (the arrays are not read)."""
+    with np.load(path) as z:
+        return json.loads(bytes(z["__meta__"]).decode())
+
+
 def fingerprint(settings, length: int = 10) -> str:
     """Short sha256 of the settings as sorted JSON: equal settings, equal fingerprint, on every machine."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:length]

@@ -186,6 +186,16 @@ def test_knobs_at_their_defaults_keep_the_fingerprint_and_bad_values_fail():
                     (dict(teacher_epochs=0), "teacher_epochs"), (dict(student_epochs=0), "student_epochs")):
         with pytest.raises(ValueError, match=msg):
             MnistConfig(**kw)
+    # the teachers' own fingerprint: the students' knobs keep it (such cells share teachers), the teachers' change it
+    students_only = dict(student_inputs="mnist", student_epochs=1, student_loss="mse", student_optimizer="sgd",
+                         student_lr=0.1, init_sigma=0.3, reinit="heads", ablate="teacher", log_alignment=True,
+                         n_noise=1024, eval_subset=64, chunk_size=2, teacher_epochs=base.epochs)
+    for k, v in students_only.items():
+        assert dataclasses.replace(base, **{k: v}).teacher_fingerprint() == base.teacher_fingerprint(), k
+    teachers = dict(seed=1, hidden=(8,), n_aux=1, batch_size=512, lr=1e-3, dataset="fashion", liminal=0.1,
+                    teacher_epochs=1, epochs=2)
+    for k, v in teachers.items():
+        assert dataclasses.replace(base, **{k: v}).teacher_fingerprint() != base.teacher_fingerprint(), k
     with pytest.raises(ValueError, match="unknown sweep"):
         sweeps.cell_configs("depth", "quick")
     with pytest.raises(ValueError, match="unknown preset"):
@@ -234,10 +244,26 @@ def test_a_quick_sweep_end_to_end_on_real_data(mnist_root, fashion_root, tmp_pat
     assert mnist_cell["teacher_accuracy"]["mean"] > 0.85  # a trained MNIST teacher
     assert 0.6 < fashion_cell["teacher_accuracy"]["mean"] < mnist_cell["teacher_accuracy"]["mean"]  # Fashion's harder
     assert (tmp_path / "mnist_transfer_map_quick_seed0.png").exists()
-    plain = experiment.run(sweeps.base_config("quick", **kw), tmp_path / "plain", progress=False)
+    plain_config = sweeps.base_config("quick", **kw)
+    plain = experiment.run(plain_config, tmp_path / "plain", progress=False)
     expect = json.loads(json.dumps(sweeps.summarize_cell(plain)))  # as the sweep's JSON holds it
     assert expect == {k: mnist_cell[k] for k in expect}
     assert sweeps.cell_configs("init", "quick", **kw)[0][1] == sweeps.base_config("quick", **kw)
+    # a cell that changes only the students reuses (with resume) the teachers trained beside it, which are the same
+    # numbers as the sweep's own training of them; a cell with other teacher settings does not
+    exp = experiment.Experiment(sweeps.base_config("quick", init_sigma=0.3, **kw), tmp_path / "plain", resume=True,
+                                progress=False)
+    (runs,) = experiment._chunks(exp.config)
+    shared, meta = exp._teacher_chunk(0, runs, train_it=True)
+    assert meta["reused_from"] == experiment.run_name(plain_config) and (exp.dir / "teachers_000.npz").exists()
+    own, _ = experiment._load_params(tmp_path / "runs" / "sweeps" / experiment.run_name(plain_config) /
+                                     "teachers_000.npz", shared)
+    assert _leaves_equal(shared, own)
+    assert exp._teacher_chunk(0, runs, train_it=False)[1]["reused_from"] == meta["reused_from"]  # its own copy now
+    for other in (dict(liminal=0.1), dict(n_aux=1), dict(teacher_epochs=1)):
+        exp = experiment.Experiment(sweeps.base_config("quick", **other, **kw), tmp_path / "plain", resume=True,
+                                    progress=False)
+        assert exp._shared_teachers(0, runs) is None, other
     again = sweeps.run_sweep("fashion", "quick", out_dir=tmp_path / "runs", resume=True, progress=False, **kw)
     again = json.loads(json.dumps(again))
     assert [c["students"] for c in again["cells"]] == [c["students"] for c in data["cells"]]  # resumed, same numbers
