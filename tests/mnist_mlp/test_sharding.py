@@ -58,9 +58,9 @@ def assert_same_numbers(got: dict, want: dict):
 
 
 def test_two_processes_of_four_devices_give_the_one_device_numbers(one_process, tmp_path):
-    """Each process trains one of the 2 chunks, its 4 runs sharded over its 4 devices, reads the other chunk from the
-    shared folder, and process 0 alone writes results.json; every process returns that same result, and its numbers
-    are the one-device run's."""
+    """Each process trains one of the 2 chunks, its 4 runs sharded over its 4 devices, and reads the other chunk from
+    the shared folder; one run folder with one results.json comes out, every process returns that same result, and
+    its numbers are the one-device run's."""
     kw, one = one_process
     with socket.socket() as s:  # a free port for the coordinator
         s.bind(("127.0.0.1", 0))
