@@ -59,10 +59,5 @@ def torch_matmul_gflops(n: int = 1024, dtype: str = "float32", *, kernel: str = 
 
     a = torch.randn(n, n, generator=torch.Generator().manual_seed(0)).to(getattr(torch, dtype))
     f = {"linear": lambda: torch.nn.functional.linear(a, a), "matmul": lambda: a @ a}[kernel]
-    f()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t0)
-    return 2 * n**3 / statistics.median(times) / 1e9
+    _, t = time_it(f, repeats=repeats)  # (torch's CPU ops are synchronous: blocking on a tensor is a no-op)
+    return 2 * n**3 / t / 1e9

@@ -109,14 +109,17 @@ def save_arrays(path, arrays: dict[str, np.ndarray], meta: dict) -> Path:
 def load_arrays(path) -> tuple[dict[str, np.ndarray], dict]:
     """(arrays, metadata) of a file written by ``save_arrays``."""
     with np.load(path) as z:
-        meta = json.loads(bytes(z["__meta__"]).decode())
-        return {k: z[k] for k in z.files if k != "__meta__"}, meta
+        return {k: z[k] for k in z.files if k != "__meta__"}, _meta(z)
 
 
 def load_meta(path) -> dict:
     """Only the metadata of a file written by ``save_arrays`` (the arrays are not read)."""
     with np.load(path) as z:
-        return json.loads(bytes(z["__meta__"]).decode())
+        return _meta(z)
+
+
+def _meta(z) -> dict:
+    return json.loads(bytes(z["__meta__"]).decode())
 
 
 def fingerprint(settings, length: int = 10) -> str:
