@@ -22,6 +22,9 @@ SWEEP_KNOBS = ("dataset", "student_inputs", "teacher_epochs", "student_epochs", 
 
 # what phase 1 (the references and the teachers) reads, besides the chunk's run indices and the teacher epochs
 TEACHER_SETTINGS = ("seed", "hidden", "n_aux", "batch_size", "lr", "dataset", "liminal")
+# knobs that reach the student step only as per-run arrays (the students' start, the ablation direction): cells that
+# differ in nothing else have the same shapes and the same compiled step, so they train as one vmapped batch
+STACKED_KNOBS = ("init_sigma", "reinit", "ablate")
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,13 @@ class MnistConfig:
         only the students (init distance, loss, optimizer, inputs, ablation, ...) share one set of trained teachers."""
         d = {k: getattr(self, k) for k in TEACHER_SETTINGS}
         return fingerprint({**d, "teacher_epochs": self.epochs_teacher, "protocol_version": PROTOCOL_VERSION}, 12)
+
+    def stack_key(self) -> tuple:
+        """Equal for configurations whose students can train in one vmapped batch (``experiment.run_stacked``):
+        the same settings up to ``STACKED_KNOBS``, the same chunks and the same data."""
+        base = dataclasses.replace(self, **{k: f.default for f in dataclasses.fields(self) if (k := f.name)
+                                            in STACKED_KNOBS})
+        return base.fingerprint(), self.chunk_size, self.data_dir
 
     @property
     def preset_name(self) -> str:

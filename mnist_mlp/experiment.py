@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 import theory
 from mnist_mlp import train
-from mnist_mlp.config import MnistConfig
+from mnist_mlp.config import STACKED_KNOBS, MnistConfig
 from mnist_mlp.model import MLP, apply_fn_of
 from mnist_mlp.report import assemble
 from results import keep_freed_memory, load_arrays, load_json, load_meta, peak_rss_mb, save_arrays, save_json
@@ -111,6 +111,7 @@ class Experiment:
 
         self.config, self.resume, self.progress, self.keep_students = config, resume, progress, keep_students
         self.final_students: dict[str, list] = {}
+        self.teacher_source: Path | None = None  # a run folder whose matching teachers this one copies (a stack)
         self.dir = Path(out_dir) / run_name(config)
         root = config.data_dir or default_data_dir()
         xtr, ytr = load_dataset(config.dataset, root, split="train")
@@ -219,7 +220,7 @@ class Experiment:
                 return p, meta
         if not train_it:
             return None
-        if self.resume and (shared := self._shared_teachers(k, runs)) is not None:
+        if (self.resume or self.teacher_source) and (shared := self._shared_teachers(k, runs)) is not None:
             _save_params(path, *shared)  # this run folder stays complete on its own
             return shared
         tc = time.perf_counter()
@@ -236,10 +237,14 @@ class Experiment:
     def _shared_teachers(self, k: int, runs):
         """Chunk ``k``'s teachers from a run folder beside this one whose teachers were trained with the same
         teacher settings (``MnistConfig.teacher_fingerprint``) for the same runs, else None. A resumed sweep thus
-        trains each set of teachers once; they are the same numbers as training them again."""
+        trains each set of teachers once; they are the same numbers as training them again. A stacked experiment
+        (``teacher_source`` set) looks only in its group's first run folder."""
         want = [self.config.teacher_fingerprint(), [runs.start, runs.stop]]
-        for path in sorted(self.dir.parent.glob(f"*/teachers_{k:03d}.npz")):
-            if path.parent != self.dir and [(m := load_meta(path)).get("teacher_fingerprint"), m.get("runs")] == want:
+        name = f"teachers_{k:03d}.npz"
+        paths = [self.teacher_source / name] if self.teacher_source else sorted(self.dir.parent.glob(f"*/{name}"))
+        for path in paths:
+            if (path.exists() and path.parent != self.dir
+                    and [(m := load_meta(path)).get("teacher_fingerprint"), m.get("runs")] == want):
                 p, meta = _load_params(path, self.references(runs))
                 return p, {**meta, "fingerprint": self.config.fingerprint(), "reused_from": path.parent.name}
         return None
@@ -280,126 +285,222 @@ class Experiment:
 
     # ---- phase 2: students -------------------------------------------------------------------------------
     def train_students(self, runs, teachers_all, pairing) -> dict:
-        cfg = self.config
-        apply_fn, aux = self.apply_fn, self.module.aux_indices()
-        idx = np.asarray(list(runs))
-        R = len(runs)
-        ref = self.shard(self.references(runs), R)
-        start = self.shard(self.student_starts(runs, ref), R)
-        other = pairing[idx]
-        def take(tree, i):
-            return jax.tree_util.tree_map(lambda a: a[jnp.asarray(i)], tree)
-        teacher, teacher_other = self.shard(take(teachers_all, idx), R), self.shard(take(teachers_all, other), R)
-        ref_other = self.shard(self.references(other.tolist()), R)
-        noise = self.shard(run_keys(cfg.seed, "noise", runs), R)
-        shuffle = self.shard(run_keys(cfg.seed, "student_shuffle", runs), R)
-        steps = train.n_steps(cfg.n_noise, cfg.batch_size)
-        total = cfg.epochs_student * steps
-        log_steps = sorted({s for s in cfg.log_steps if s <= total} | {total})
-        # Each student gets its own copy of theta_0: the step donates (reuses) the students' buffers.
-        def copy(tree):
-            return jax.tree_util.tree_map(jnp.copy, tree)
-        students = {name: (copy(start), jax.vmap(self.student_tx.init)(start)) for name in train.STUDENTS}
-        whose = {"same": (teacher, ref), "other": (teacher_other, ref_other)}
-        losses = train.student_losses(aux, cfg.student_loss)
-        directions = self.shard(self.ablation_directions(runs, whose), R)
-        task_batch = (self.x_eval[:ALIGNMENT_BATCH], self.y_eval[:ALIGNMENT_BATCH]) if cfg.log_alignment else None
-        out = {name: {"teacher_loss_curve": [], "update_cos_curve": []} for name in train.STUDENTS}
-        if cfg.log_alignment:
-            for name in train.STUDENTS:
-                out[name]["alignment_curve"] = []
+        """The four students of every run of chunk ``runs`` (``train_student_stack`` with this experiment alone)."""
+        (res,) = train_student_stack([self], runs, teachers_all, pairing)
+        if isinstance(res, FloatingPointError):
+            raise res
+        return res
 
-        def log_curves():  # L_T and cos(update so far, teacher's update) at the log steps (Fig. 10 b, c)
-            for name, (_, w) in train.STUDENTS.items():
-                out[name]["teacher_loss_curve"].append(
-                    np.asarray(train.mean_class_ce(apply_fn, students[name][0], self.x_eval, self.y_eval)).tolist())
-                cos = (train.update_geometry(start, students[name][0], *whose[w])[0] if step
-                       else np.full(len(runs), 0.0))
-                out[name]["update_cos_curve"].append(np.asarray(cos).tolist())
-
-        targets = self.shard(train.empty_targets(R, cfg.n_noise, self.module.n_out), R)
-        step = 0
-        log_curves()
-        bar = tqdm(total=total, desc=f"students {runs.start}-{runs.stop - 1}", disable=not self.progress, leave=False)
-        for epoch in range(cfg.epochs_student):
-            idx_RxSxB, mask_RxSxB = self.shard(train.epoch_batches_R(shuffle, epoch, cfg.n_noise, cfg.batch_size), R)
-            if epoch == 0:  # Lemma 1 at the first step, on the first batch the student will see
-                x1 = jax.vmap(lambda k, i: train.input_images(cfg.student_inputs, k, i, self.pool))(
-                    noise, idx_RxSxB[:, 0])
-                for name, (which, w) in train.STUDENTS.items():
-                    cos, proj = train.first_step_diagnostic(apply_fn, losses[which], start, *whose[w], x1,
-                                                            None if directions is None else directions[name])
-                    out[name]["first_step_gradient_cos"] = np.asarray(cos).tolist()
-                    out[name]["first_step_gradient_projection"] = np.asarray(proj).tolist()
-            for s in range(steps):
-                students, targets, values = train.student_step(
-                    apply_fn, self.student_tx, aux, students, targets, teacher, teacher_other, noise, idx_RxSxB[:, s],
-                    mask_RxSxB[:, s], fill=epoch == 0, loss=cfg.student_loss, inputs=cfg.student_inputs,
-                    pool_NxD=self.pool, directions=directions, task_batch=task_batch)
-                step += 1
-                if task_batch is not None:
-                    for name in train.STUDENTS:
-                        out[name]["alignment_curve"].append(np.asarray(values["alignment"][name]).tolist())
-                if step == 1:
-                    for name, (which, w) in train.STUDENTS.items():
-                        cos, proj = train.update_geometry(start, students[name][0], *whose[w])
-                        out[name]["first_step_adam_cos"] = np.asarray(cos).tolist()
-                        out[name]["first_step_adam_projection"] = np.asarray(proj).tolist()
-                if step in log_steps:
-                    log_curves()
-                bar.update()
-        bar.close()
-        for name, (which, w) in train.STUDENTS.items():
-            final = students[name][0]
-            if not all(np.all(np.isfinite(np.asarray(a))) for a in jax.tree_util.tree_leaves(final)):
-                raise FloatingPointError(f"student {name} diverged (NaN/inf) in runs {list(runs)}")
-            if self.keep_students:
-                self.final_students.setdefault(name, []).append(jax.tree_util.tree_map(np.asarray, final))
-            cos, proj = train.update_geometry(start, final, *whose[w])
-            out[name].update(
-                accuracy=np.asarray(train.accuracy(apply_fn, final, self.x_test, self.y_test)).tolist(),
-                total_update_cos=np.asarray(cos).tolist(),
-                total_update_projection=np.asarray(proj).tolist(),
-                final_imitation_loss=np.asarray(values[name]).tolist(),
-            )
-        return {"runs": [runs.start, runs.stop], "paired_teacher": other.tolist(), "log_steps": log_steps,
-                "fingerprint": self.config.fingerprint(), "students": out}
-
-    def _student_chunk(self, k: int, runs, teachers_all, pairing, *, train_it: bool):
+    def _load_student_chunk(self, k: int, runs) -> dict | None:
+        """Chunk ``k``'s students from its file when that was made with these settings for these runs, else None."""
         path = self.dir / f"students_{k:03d}.json"
-        if (self.resume or not train_it) and path.exists():
+        if path.exists():
             res = load_json(path)
             if self._chunk_matches(res, runs):
                 return res
-        if not train_it:
-            return None
-        tc = time.perf_counter()
-        res = self.train_students(runs, teachers_all, pairing)
-        res["seconds"] = time.perf_counter() - tc
-        save_json(path, res)
-        return res
-
-    def students(self, teachers_all) -> list[dict]:
-        pairing = derangement(role_key(self.config.seed, "pairing"), self.config.runs)
-        chunks = _chunks(self.config)
-        t0 = time.perf_counter()
-        got = {k: self._student_chunk(k, runs, teachers_all, pairing, train_it=True)
-               for k, runs in enumerate(tqdm(chunks, desc="phase 2: students", disable=not self.progress)) if mine(k)}
-        got.update(self._others(chunks, got, "students",
-                                lambda k, runs: self._student_chunk(k, runs, teachers_all, pairing, train_it=False)))
-        results = [got[k] for k in range(len(chunks))]
-        self.chunk_seconds["students"] += [r.get("seconds") for r in results]
-        self.timings["students_s"] = time.perf_counter() - t0
-        return results
+        return None
 
     def run(self) -> dict:
-        t0 = time.perf_counter()
-        teachers_all, acc_ref, acc_teacher = self.teachers()
-        chunks = self.students(teachers_all)
-        self.timings["total_s"] = time.perf_counter() - t0  # this process (small when resumed)
-        for phase, secs in self.chunk_seconds.items():  # compute time summed over chunks, across resumes
-            self.timings[f"{phase}_compute_s"] = None if None in secs else float(sum(secs))
-        return assemble(self.config, acc_ref, acc_teacher, chunks, self.timings)
+        (res,) = _run_group([self])
+        if isinstance(res, FloatingPointError):
+            raise res
+        return res
+
+
+def _cat(trees):
+    return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *trees)
+
+
+def train_student_stack(group: list[Experiment], runs, teachers_all, pairing) -> list:
+    """Chunk ``runs``'s students of every experiment in ``group`` as one vmapped batch of len(group) x R runs.
+
+    The group's configurations differ at most in ``STACKED_KNOBS``, which reach the step only as per-run arrays (the
+    students' start and the ablation direction), so one compiled step trains them all: each experiment's starts and
+    directions are stacked along the run axis, and what they share (references, teachers, inputs, example order) is
+    repeated. Returns per experiment its chunk result, or the FloatingPointError of a diverged student (one diverged
+    experiment spoils no other)."""
+    e0 = group[0]
+    cfg = e0.config
+    if len({e.config.stack_key() for e in group}) > 1:
+        raise ValueError(f"stacked experiments may differ only in {', '.join(STACKED_KNOBS)}")
+    apply_fn, aux = e0.apply_fn, e0.module.aux_indices()
+    n, idx, R = len(group), np.asarray(list(runs)), len(runs)
+    RR = n * R
+
+    def tile(tree):
+        return _cat([tree] * n)
+
+    def take(tree, i):
+        return jax.tree_util.tree_map(lambda a: a[jnp.asarray(i)], tree)
+
+    def shard(tree):
+        return e0.shard(tree, RR)
+
+    other = pairing[idx]
+    ref1 = e0.references(runs)
+    whose1 = {"same": (take(teachers_all, idx), ref1),
+              "other": (take(teachers_all, other), e0.references(other.tolist()))}
+    start = shard(_cat([e.student_starts(runs, ref1) for e in group]))
+    whose = {w: tuple(shard(tile(t)) for t in pair) for w, pair in whose1.items()}
+    teacher, teacher_other = whose["same"][0], whose["other"][0]
+    dirs = [e.ablation_directions(runs, whose1) for e in group]
+    directions = None
+    if any(d is not None for d in dirs):  # a cell without ablation gets the zero direction: a no-op, bit for bit
+        zero = jax.tree_util.tree_map(jnp.zeros_like, ref1)
+        directions = shard({name: _cat([zero if d is None else d[name] for d in dirs]) for name in train.STUDENTS})
+    noise = shard(tile(run_keys(cfg.seed, "noise", runs)))
+    shuffle = shard(tile(run_keys(cfg.seed, "student_shuffle", runs)))
+    steps = train.n_steps(cfg.n_noise, cfg.batch_size)
+    total = cfg.epochs_student * steps
+    log_steps = sorted({s for s in cfg.log_steps if s <= total} | {total})
+    # Each student gets its own copy of theta_0: the step donates (reuses) the students' buffers.
+    def copy(tree):
+        return jax.tree_util.tree_map(jnp.copy, tree)
+    students = {name: (copy(start), jax.vmap(e0.student_tx.init)(start)) for name in train.STUDENTS}
+    losses = train.student_losses(aux, cfg.student_loss)
+    task_batch = (e0.x_eval[:ALIGNMENT_BATCH], e0.y_eval[:ALIGNMENT_BATCH]) if cfg.log_alignment else None
+    out = {name: {"teacher_loss_curve": [], "update_cos_curve": []} for name in train.STUDENTS}
+    if cfg.log_alignment:
+        for name in train.STUDENTS:
+            out[name]["alignment_curve"] = []
+
+    def log_curves():  # L_T and cos(update so far, teacher's update) at the log steps (Fig. 10 b, c)
+        for name, (_, w) in train.STUDENTS.items():
+            out[name]["teacher_loss_curve"].append(
+                np.asarray(train.mean_class_ce(apply_fn, students[name][0], e0.x_eval, e0.y_eval)).tolist())
+            cos = train.update_geometry(start, students[name][0], *whose[w])[0] if step else np.full(RR, 0.0)
+            out[name]["update_cos_curve"].append(np.asarray(cos).tolist())
+
+    targets = shard(train.empty_targets(RR, cfg.n_noise, e0.module.n_out))
+    step = 0
+    log_curves()
+    label = f"students {runs.start}-{runs.stop - 1}" + (f" x {n} cells" if n > 1 else "")
+    bar = tqdm(total=total, desc=label, disable=not e0.progress, leave=False)
+    for epoch in range(cfg.epochs_student):
+        idx_RxSxB, mask_RxSxB = shard(train.epoch_batches_R(shuffle, epoch, cfg.n_noise, cfg.batch_size))
+        if epoch == 0:  # Lemma 1 at the first step, on the first batch the student will see
+            x1 = jax.vmap(lambda k, i: train.input_images(cfg.student_inputs, k, i, e0.pool))(noise, idx_RxSxB[:, 0])
+            for name, (which, w) in train.STUDENTS.items():
+                cos, proj = train.first_step_diagnostic(apply_fn, losses[which], start, *whose[w], x1,
+                                                        None if directions is None else directions[name])
+                out[name]["first_step_gradient_cos"] = np.asarray(cos).tolist()
+                out[name]["first_step_gradient_projection"] = np.asarray(proj).tolist()
+        for s in range(steps):
+            students, targets, values = train.student_step(
+                apply_fn, e0.student_tx, aux, students, targets, teacher, teacher_other, noise, idx_RxSxB[:, s],
+                mask_RxSxB[:, s], fill=epoch == 0, loss=cfg.student_loss, inputs=cfg.student_inputs,
+                pool_NxD=e0.pool, directions=directions, task_batch=task_batch)
+            step += 1
+            if task_batch is not None:
+                for name in train.STUDENTS:
+                    out[name]["alignment_curve"].append(np.asarray(values["alignment"][name]).tolist())
+            if step == 1:
+                for name, (which, w) in train.STUDENTS.items():
+                    cos, proj = train.update_geometry(start, students[name][0], *whose[w])
+                    out[name]["first_step_adam_cos"] = np.asarray(cos).tolist()
+                    out[name]["first_step_adam_projection"] = np.asarray(proj).tolist()
+            if step in log_steps:
+                log_curves()
+            bar.update()
+    bar.close()
+    finite = {}
+    for name, (which, w) in train.STUDENTS.items():
+        final = students[name][0]
+        finite[name] = np.all([np.all(np.isfinite(np.asarray(a)).reshape(RR, -1), axis=1)
+                               for a in jax.tree_util.tree_leaves(final)], axis=0)
+        cos, proj = train.update_geometry(start, final, *whose[w])
+        out[name].update(
+            accuracy=np.asarray(train.accuracy(apply_fn, final, e0.x_test, e0.y_test)).tolist(),
+            total_update_cos=np.asarray(cos).tolist(),
+            total_update_projection=np.asarray(proj).tolist(),
+            final_imitation_loss=np.asarray(values[name]).tolist(),
+        )
+    results = []
+    for i, e in enumerate(group):
+        part = slice(i * R, (i + 1) * R)
+        bad = [name for name in train.STUDENTS if not finite[name][part].all()]
+        if bad:
+            results.append(FloatingPointError(f"student {bad[0]} diverged (NaN/inf) in runs {list(runs)}"))
+            continue
+        if e.keep_students:
+            for name in train.STUDENTS:
+                e.final_students.setdefault(name, []).append(
+                    jax.tree_util.tree_map(lambda a: np.asarray(a[part]), students[name][0]))
+        own = {name: {key: [row[part] for row in v] if key.endswith("_curve") else v[part] for key, v in d.items()}
+                 for name, d in out.items()}
+        res = {"runs": [runs.start, runs.stop], "paired_teacher": other.tolist(), "log_steps": log_steps,
+               "fingerprint": e.config.fingerprint(), "students": own}
+        if n > 1:
+            res["stacked_with"] = [g.dir.name for g in group if g is not e]
+        results.append(res)
+    return results
+
+
+def _group_students(group: list[Experiment], teachers_all) -> list:
+    """Phase 2 for every experiment of a stackable ``group``: per chunk, its finished files are loaded (resume) and
+    the rest trained together (``train_student_stack``). Per experiment: its chunk results, or a FloatingPointError.
+    With several processes, each trains its share of the chunks and reads the others' from the run folders."""
+    e0 = group[0]
+    pairing = derangement(role_key(e0.config.seed, "pairing"), e0.config.runs)
+    chunks = _chunks(e0.config)
+    t0 = time.perf_counter()
+    got: list[dict] = [{} for _ in group]
+    failed: dict[int, FloatingPointError] = {}
+    for k, runs in enumerate(tqdm(chunks, desc="phase 2: students", disable=not e0.progress)):
+        if not mine(k):
+            continue
+        todo = []
+        for i, e in enumerate(group):
+            done = e._load_student_chunk(k, runs) if e.resume else None
+            if done is not None:
+                got[i][k] = done
+            elif i not in failed:
+                todo.append(i)
+        if not todo:
+            continue
+        tc = time.perf_counter()
+        made = train_student_stack([group[i] for i in todo], runs, teachers_all, pairing)
+        seconds = (time.perf_counter() - tc) / len(todo)  # a stacked chunk's time, shared equally
+        for i, res in zip(todo, made, strict=True):
+            if isinstance(res, FloatingPointError):
+                failed[i] = res
+                continue
+            res["seconds"] = seconds
+            save_json(group[i].dir / f"students_{k:03d}.json", res)
+            got[i][k] = res
+    out = []
+    for i, e in enumerate(group):
+        if i in failed:
+            out.append(failed[i])
+            continue
+        got[i].update(e._others(chunks, got[i], "students", e._load_student_chunk))
+        results = [got[i][k] for k in range(len(chunks))]
+        e.chunk_seconds["students"] += [r.get("seconds") for r in results]
+        e.timings["students_s"] = time.perf_counter() - t0
+        out.append(results)
+    return out
+
+
+def _run_group(group: list[Experiment]) -> list:
+    """Both phases for a stackable group: the first experiment trains (or loads) the teachers and the others keep
+    copies of them (the same teacher settings by construction); the students train as one batch per chunk."""
+    t0 = time.perf_counter()
+    for e in group[1:]:
+        e.teacher_source = group[0].dir
+    teachers = [e.teachers() for e in group]
+    students = _group_students(group, teachers[0][0])
+    out = []
+    for e, (_, acc_ref, acc_teacher), chunks in zip(group, teachers, students, strict=True):
+        if isinstance(chunks, FloatingPointError):
+            out.append(chunks)
+            continue
+        e.timings["total_s"] = time.perf_counter() - t0  # this process (small when resumed)
+        if len(group) > 1:
+            e.timings["stacked_cells"] = len(group)
+        for phase, secs in e.chunk_seconds.items():  # compute time summed over chunks, across resumes
+            e.timings[f"{phase}_compute_s"] = None if None in secs else float(sum(secs))
+        out.append(assemble(e.config, acc_ref, acc_teacher, chunks, e.timings))
+    return out
 
 
 def _random_like(key, tree):
@@ -430,9 +531,29 @@ def initialize_distributed(coordinator: str | None = None, num_processes: int | 
 def run(config: MnistConfig, out_dir="runs", *, resume: bool = False, progress: bool = True) -> dict:
     """Run the experiment; returns the results dict (also written to ``out_dir/<run name>/results.json``, by
     process 0 of a multi-process run; every process returns it)."""
-    exp = Experiment(config, out_dir, resume=resume, progress=progress)
-    results = exp.run()
-    results["timings"]["peak_rss_mb"] = peak_rss_mb()
-    if jax.process_index() == 0:
-        save_json(exp.dir / "results.json", results)
-    return results
+    (res,) = run_stacked([config], out_dir, resume=resume, progress=progress)
+    if isinstance(res, FloatingPointError):
+        raise res
+    return res
+
+
+def run_stacked(configs: list[MnistConfig], out_dir="runs", *, resume: bool = False, progress: bool = True) -> list:
+    """Several configurations that differ only in ``STACKED_KNOBS`` (``MnistConfig.stack_key``) at once: one set of
+    teachers, and each chunk's students of all of them in one vmapped batch. Each keeps its own run folder and
+    results.json, with its numbers as ``run`` gives them up to float32 rounding (a batch of other size). Returns per
+    configuration its results dict, or the FloatingPointError that stopped it."""
+    if not configs:
+        return []
+    if len({c.stack_key() for c in configs}) > 1:
+        raise ValueError(f"run_stacked: the configurations may differ only in {', '.join(STACKED_KNOBS)}; run the "
+                         "others apart")
+    if len({c.fingerprint() for c in configs}) < len(configs):
+        raise ValueError("run_stacked: the same configuration twice")
+    group = [Experiment(c, out_dir, resume=resume, progress=progress) for c in configs]
+    out = _run_group(group)
+    for e, res in zip(group, out, strict=True):
+        if not isinstance(res, FloatingPointError):
+            res["timings"]["peak_rss_mb"] = peak_rss_mb()
+            if jax.process_index() == 0:
+                save_json(e.dir / "results.json", res)
+    return out

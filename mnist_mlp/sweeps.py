@@ -3,7 +3,9 @@ and whether the theory's first-order quantity (Section 6, Lemma 1) predicts it.
 
 ``python -m mnist_mlp sweep NAME --preset quick|full [--resume]``. A sweep is a list of cells; a cell is the Fig. 10
 experiment (``mnist_mlp.experiment``: the same step functions, vmapped over its runs) with a few ``MnistConfig``
-knobs changed. Every cell has the aux-only students of the same init (``aux_same``) and of a different init
+knobs changed. Cells that differ only in the students' start or ablation direction (``STACKED_KNOBS``: the init,
+ablation and heads sweeps) train as one vmapped batch, one set of teachers and one compiled step for all of them.
+Every cell has the aux-only students of the same init (``aux_same``) and of a different init
 (``aux_other``), and reports per student the test accuracy, the first-step gradient projection on the teacher's update
 (Lemma 1's quantity; in the ablation cells, of the ablated step) and the cosine of the whole update, each as a mean
 with a 95% bootstrap CI over runs. Cells that share a configuration share one fingerprint and one run folder, so with
@@ -141,28 +143,59 @@ def sweep_name(name: str, preset: str, seed: int = 0) -> str:
     return f"mnist_sweep_{name}_{preset}_seed{seed}"
 
 
+STACK_RUNS = 100  # at most this many runs per stacked batch (4 cells of 25 runs: the paper protocol's 100)
+
+
+def stack_groups(configs: list[MnistConfig], max_runs: int = STACK_RUNS) -> list[list[int]]:
+    """Which cells train together (``experiment.run_stacked``): those with one ``MnistConfig.stack_key`` (the same
+    shapes and compiled step; they differ only in the students' start or ablation direction), in sweep order, at
+    most ``max_runs`` runs per batch (one chunk of each cell). ``max_runs`` below a chunk: every cell alone. A cell
+with the stacked knobs at their defaults trains alone: stacking changes a batch's size, and with it the rounding."""
+    by_key: dict[tuple, list[int]] = {}
+    groups = []
+    for i, c in enumerate(configs):
+        if c.fingerprint() == c.stack_key()[0]:  # the stacked knobs at their defaults: the Fig. 10 protocol itself,
+            groups.append([i])  # alone, so that its numbers are `python -m mnist_mlp`'s bit for bit
+        else:
+            by_key.setdefault(c.stack_key(), []).append(i)
+    for members in by_key.values():
+        per = max(1, max_runs // min(configs[members[0]].chunk_size, configs[members[0]].runs))
+        groups += [members[j:j + per] for j in range(0, len(members), per)]
+    return sorted(groups)
+
+
 def run_sweep(name: str, preset: str = "quick", *, out_dir="runs", resume: bool = False, progress: bool = True,
-              **kw) -> dict:
+              stack_runs: int = STACK_RUNS, **kw) -> dict:
     """Every cell of sweep ``name`` (each resumable through the experiment's chunk files under ``out_dir/sweeps``);
-    returns the sweep's JSON-ready result. A cell whose students diverge is recorded as diverged, not dropped."""
+    returns the sweep's JSON-ready result. Cells whose shapes agree train as one vmapped batch (``stack_groups``;
+    ``stack_runs`` caps its runs). A cell whose students diverge is recorded as diverged, not dropped."""
     sweep = check_sweep(name)
     t0 = time.perf_counter()
-    cells, configs = [], cell_configs(name, preset, **kw)
-    for (label, config), (_, overrides) in zip(configs, sweep.cells, strict=True):
+    configs = cell_configs(name, preset, **kw)
+    rows: list[dict] = [{"label": label, "overrides": dict(over), "config": config.science_dict(),
+                         "fingerprint": config.fingerprint()}
+                        for (label, config), (_, over) in zip(configs, sweep.cells, strict=True)]
+    for group in stack_groups([c for _, c in configs], stack_runs):
         tc = time.perf_counter()
-        row = {"label": label, "overrides": dict(overrides), "config": config.science_dict(),
-               "fingerprint": config.fingerprint()}
         try:
-            res = experiment.run(config, Path(out_dir) / "sweeps", resume=resume, progress=progress)
-        except FloatingPointError as e:
-            row.update(diverged=str(e))
-        else:
-            row.update(summarize_cell(res), compute_s=float((res["timings"].get("teachers_compute_s") or 0)
-                                                             + (res["timings"].get("students_compute_s") or 0)))
-        row["wall_s"] = time.perf_counter() - tc
-        cells.append(row)
+            results = experiment.run_stacked([configs[i][1] for i in group], Path(out_dir) / "sweeps",
+                                             resume=resume, progress=progress)
+        except FloatingPointError as e:  # the teachers the group shares
+            results = [e] * len(group)
+        wall = time.perf_counter() - tc
+        for i, res in zip(group, results, strict=True):
+            row = rows[i]
+            if isinstance(res, FloatingPointError):
+                row.update(diverged=str(res))
+            else:
+                row.update(summarize_cell(res),
+                           compute_s=float((res["timings"].get("teachers_compute_s") or 0)
+                                           + (res["timings"].get("students_compute_s") or 0)))
+            row["wall_s"] = wall / len(group)  # a stacked group's wall time, shared equally
+            if len(group) > 1:
+                row["stacked_with"] = [rows[j]["label"] for j in group if j != i]
     return {"sweep": name, "title": sweep.title, "axis": sweep.axis, "published": sweep.published, "preset": preset,
-            "runs_per_cell": configs[0][1].runs, "cells": cells,
+            "runs_per_cell": configs[0][1].runs, "cells": rows,
             "wall_s": time.perf_counter() - t0}
 
 

@@ -11,12 +11,11 @@ import socket
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
-import theory
 from mnist_mlp.config import MnistConfig
 from mnist_mlp.experiment import run
+from tests.mnist_mlp.helpers import assert_same_numbers
 
 pytestmark = pytest.mark.data
 SMALL = dict(runs=8, chunk_size=4, hidden=(8,), n_noise=2048, epochs=1, batch_size=2048, eval_subset=256)
@@ -41,20 +40,6 @@ def one_process(mnist_root, tmp_path_factory):
     """The run on one device in one process: what the sharded, multi-process run is compared with."""
     kw = {**SMALL, "data_dir": str(mnist_root)}
     return kw, run(MnistConfig(**kw), tmp_path_factory.mktemp("one"), progress=False)["per_run"]
-
-
-def assert_same_numbers(got: dict, want: dict):
-    """Equal up to float32 rounding (XLA blocks a batch of 1 run on a device differently from a batch of 4, so the
-    sums round differently), and the same test-set counts exactly."""
-    tol = theory.tolerances(np.float32)
-    assert got.keys() == want.keys()
-    for model, d in want.items():
-        for key, v in d.items():
-            a, b = np.asarray(v, float), np.asarray(got[model][key], float)
-            if key == "accuracy":
-                np.testing.assert_array_equal(np.round(b * 10_000), np.round(a * 10_000))  # correct answers
-            else:
-                np.testing.assert_allclose(b, a, rtol=tol.rtol, atol=tol.atol, err_msg=f"{model}.{key}")
 
 
 def test_two_processes_of_four_devices_give_the_one_device_numbers(one_process, tmp_path):

@@ -216,6 +216,46 @@ def test_every_sweep_builds_valid_distinct_cells():
     assert dataclasses.replace(base, student_lr=base.lr).fingerprint() == base.fingerprint()
 
 
+def test_stack_groups_join_only_cells_whose_shapes_agree():
+    groups = {name: sweeps.stack_groups([c for _, c in sweeps.cell_configs(name, "full")]) for name in sweeps.SWEEPS}
+    assert groups["init"] == [[0], [1, 2, 3, 4], [5]]  # the Fig. 10 cell alone; 4 cells x 25 runs per batch
+    assert groups["ablation"] == [[0], [1, 2]] and groups["heads"] == [[0], [1, 2]]
+    for name in set(sweeps.SWEEPS) - {"init", "ablation", "heads"}:  # widths, losses, optimizers, ...: apart
+        assert groups[name] == [[i] for i in range(len(sweeps.SWEEPS[name].cells))], name
+    init = [c for _, c in sweeps.cell_configs("init", "full")]
+    assert sweeps.stack_groups(init, max_runs=50) == [[0], [1, 2], [3, 4], [5]]
+    assert sweeps.stack_groups(init, max_runs=1) == [[i] for i in range(6)]
+
+
+def test_stacked_cells_get_the_numbers_each_gets_alone(mnist_root, tmp_path):
+    """Cells that differ only in the students' start and ablation direction train as one vmapped batch
+    (experiment.run_stacked): one set of teachers, each cell its own run folder and its own numbers (up to float32
+    rounding: the batch is 3 times larger); resumed, they load as they were."""
+    from mnist_mlp import experiment
+    from tests.mnist_mlp.helpers import assert_same_numbers
+
+    kw = dict(hidden=(32,), n_noise=2048, eval_subset=256, data_dir=str(mnist_root))
+    configs = [sweeps.base_config("quick", **kw, **o)
+               for o in (dict(init_sigma=0.3), dict(ablate="teacher"), dict(reinit="hidden", ablate="random"))]
+    stacked = experiment.run_stacked(configs, tmp_path / "stacked", progress=False)
+    for c, res in zip(configs, stacked, strict=True):
+        assert res["config"] == dataclasses.asdict(c) and res["timings"]["stacked_cells"] == 3
+        alone = experiment.run(c, tmp_path / "alone", progress=False)
+        assert_same_numbers(res["per_run"], alone["per_run"])
+    dirs = [tmp_path / "stacked" / experiment.run_name(c) for c in configs]
+    assert all((d / "results.json").exists() for d in dirs)
+    metas = [experiment.load_meta(d / "teachers_000.npz") for d in dirs]
+    assert "reused_from" not in metas[0] and metas[1]["reused_from"] == metas[2]["reused_from"] == dirs[0].name
+    chunk = json.loads((dirs[1] / "students_000.json").read_text())
+    assert chunk["fingerprint"] == configs[1].fingerprint() and chunk["stacked_with"] == [dirs[0].name, dirs[2].name]
+    again = experiment.run_stacked(configs, tmp_path / "stacked", resume=True, progress=False)
+    assert [r["per_run"] for r in again] == [r["per_run"] for r in stacked]
+    with pytest.raises(ValueError, match="differ only in"):
+        experiment.run_stacked([configs[0], dataclasses.replace(configs[0], n_aux=1)], tmp_path, progress=False)
+    with pytest.raises(ValueError, match="twice"):
+        experiment.run_stacked([configs[0], configs[0]], tmp_path, progress=False)
+
+
 def test_transfer_map_counts_each_configuration_once_and_ranks():
     def cell(fp, t, proj):
         st = {"transfer": {"mean": t}, **{k: {"mean": proj} for k in ("first_step_projection", "first_step_cos",
