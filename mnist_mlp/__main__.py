@@ -128,7 +128,7 @@ def sweep(
                 s = c["students"]
                 print(f"{n:>15} {c['label']:>14}: aux same {s['aux_same']['accuracy']['mean']:6.1%}  aux other "
                       f"{s['aux_other']['accuracy']['mean']:6.1%}  first-step proj "
-                      f"{s['aux_same']['first_step_projection']['mean']:+.3f}  ({c['wall_s']:.0f} s)")
+                      f"{s['aux_same']['first_step_projection']['mean']:+.2e}  ({c.get('compute_s', 0):.0f} s compute)")
             print(f"wrote {jp}\nwrote {png}")
     except (DataError, ValueError) as e:
         raise SystemExit(f"error: {e}")

@@ -249,6 +249,19 @@ def llm_claims():
     yield "README.md", f"its final, resumed invocation took {load(STUDY)['timings']['wall_s']:.0f} s"
 
 
+def sweep_claims():
+    """Each committed full sweep's row in paper_notes: the aux-only same-init student per cell (mean [95% CI]), the
+    different-init student's range, and the whole update's cosine along the sweep."""
+    for path in sorted((ROOT / "figures").glob("mnist_sweep_*_full_seed0.json")):
+        cells = [c for c in load(str(path.relative_to(ROOT)))["cells"] if "diverged" not in c]
+        same = [c["students"]["aux_same"] for c in cells]
+        yield "paper_notes.md", "; ".join(f"{c['label']}: {pct(s['accuracy']['mean'])}% {ci(s['accuracy']['ci95'])}"
+                                          for c, s in zip(cells, same, strict=True))
+        other = [c["students"]["aux_other"]["accuracy"]["mean"] for c in cells]
+        yield "paper_notes.md", f"{pct(min(other), 2)}-{pct(max(other), 2)}%"
+        yield "paper_notes.md", " -> ".join(f"{s['total_update_cos']['mean']:.2f}" for s in same)
+
+
 def speed_claims():
     b = load(VS_TORCH)["numbers"]
     (pair,) = b["pairs"]
@@ -264,7 +277,7 @@ def speed_claims():
 
 
 CLAIMS = [*theory_claims(), *optimizer_claims(), *ladder_claims(), *mnist_claims(), *study_claims(), *llm_claims(),
-          *speed_claims()]
+          *speed_claims(), *sweep_claims()]
 
 
 @pytest.mark.parametrize("document,text", CLAIMS, ids=[f"{d}:{t[:50]}" for d, t in CLAIMS])
