@@ -246,7 +246,9 @@ class Experiment:
             if (path.exists() and path.parent != self.dir
                     and [(m := load_meta(path)).get("teacher_fingerprint"), m.get("runs")] == want):
                 p, meta = _load_params(path, self.references(runs))
-                return p, {**meta, "fingerprint": self.config.fingerprint(), "reused_from": path.parent.name}
+                # trained once: the copy's compute time is 0 (the source's stays in "trained_s")
+                return p, {**meta, "fingerprint": self.config.fingerprint(), "reused_from": path.parent.name,
+                           "seconds": 0.0, "trained_s": meta.get("trained_s", meta.get("seconds"))}
         return None
 
     def teachers(self):
@@ -305,6 +307,11 @@ class Experiment:
         if isinstance(res, FloatingPointError):
             raise res
         return res
+
+
+def _leaves_equal(a, b) -> bool:
+    return all(np.array_equal(np.asarray(x), np.asarray(y))
+               for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True))
 
 
 def _cat(trees):
@@ -468,6 +475,13 @@ def _group_students(group: list[Experiment], teachers_all) -> list:
             res["seconds"] = seconds
             save_json(group[i].dir / f"students_{k:03d}.json", res)
             got[i][k] = res
+            if len(todo) > 1:
+                group[i].timings["stacked_cells"] = max(len(todo), group[i].timings.get("stacked_cells", 0))
+    if jax.process_count() > 1:  # every process must agree on which cells failed before the barriers of _others
+        flags = multihost_utils.process_allgather(np.array([i in failed for i in range(len(group))]))
+        for i in np.flatnonzero(np.any(flags, axis=0)):
+            failed.setdefault(int(i), FloatingPointError(f"a student of {group[i].dir.name} diverged (NaN/inf) in "
+                                                         "another process's chunk"))
     out = []
     for i, e in enumerate(group):
         if i in failed:
@@ -488,15 +502,19 @@ def _run_group(group: list[Experiment]) -> list:
     for e in group[1:]:
         e.teacher_source = group[0].dir
     teachers = [e.teachers() for e in group]
-    students = _group_students(group, teachers[0][0])
+    # A cell that kept its own teachers from an earlier run (resume) stacks only if they are the same numbers:
+    # its students must learn from the teachers its results report.
+    same = [i for i, t in enumerate(teachers) if i == 0 or _leaves_equal(t[0], teachers[0][0])]
+    students = dict(zip(same, _group_students([group[i] for i in same], teachers[0][0]), strict=True))
+    for i in sorted(set(range(len(group))) - set(same)):
+        (students[i],) = _group_students([group[i]], teachers[i][0])
     out = []
-    for e, (_, acc_ref, acc_teacher), chunks in zip(group, teachers, students, strict=True):
+    for i, (e, (_, acc_ref, acc_teacher)) in enumerate(zip(group, teachers, strict=True)):
+        chunks = students[i]
         if isinstance(chunks, FloatingPointError):
             out.append(chunks)
             continue
         e.timings["total_s"] = time.perf_counter() - t0  # this process (small when resumed)
-        if len(group) > 1:
-            e.timings["stacked_cells"] = len(group)
         for phase, secs in e.chunk_seconds.items():  # compute time summed over chunks, across resumes
             e.timings[f"{phase}_compute_s"] = None if None in secs else float(sum(secs))
         out.append(assemble(e.config, acc_ref, acc_teacher, chunks, e.timings))

@@ -150,14 +150,18 @@ def stack_groups(configs: list[MnistConfig], max_runs: int = STACK_RUNS) -> list
     """Which cells train together (``experiment.run_stacked``): those with one ``MnistConfig.stack_key`` (the same
     shapes and compiled step; they differ only in the students' start or ablation direction), in sweep order, at
     most ``max_runs`` runs per batch (one chunk of each cell). ``max_runs`` below a chunk: every cell alone. A cell
-with the stacked knobs at their defaults trains alone: stacking changes a batch's size, and with it the rounding."""
+    with the stacked knobs at their defaults trains alone: stacking changes a batch's size, and with it the rounding."""
     by_key: dict[tuple, list[int]] = {}
     groups = []
+    seen = set()
     for i, c in enumerate(configs):
-        if c.fingerprint() == c.stack_key()[0]:  # the stacked knobs at their defaults: the Fig. 10 protocol itself,
+        if c.fingerprint() in seen:  # the same cell twice (a sweep-wide override): alone, as before stacking
+            groups.append([i])
+        elif c.fingerprint() == c.stack_key()[0]:  # the stacked knobs at their defaults: the Fig. 10 protocol itself,
             groups.append([i])  # alone, so that its numbers are `python -m mnist_mlp`'s bit for bit
         else:
             by_key.setdefault(c.stack_key(), []).append(i)
+        seen.add(c.fingerprint())
     for members in by_key.values():
         per = max(1, max_runs // min(configs[members[0]].chunk_size, configs[members[0]].runs))
         groups += [members[j:j + per] for j in range(0, len(members), per)]

@@ -225,6 +225,8 @@ def test_stack_groups_join_only_cells_whose_shapes_agree():
     init = [c for _, c in sweeps.cell_configs("init", "full")]
     assert sweeps.stack_groups(init, max_runs=50) == [[0], [1, 2], [3, 4], [5]]
     assert sweeps.stack_groups(init, max_runs=1) == [[i] for i in range(6)]
+    # a sweep-wide override can make two cells one configuration: that one is not stacked with itself
+    assert sweeps.stack_groups([c for _, c in sweeps.cell_configs("heads", "quick", reinit="hidden")]) == [[0, 2], [1]]
 
 
 def test_stacked_cells_get_the_numbers_each_gets_alone(mnist_root, tmp_path):
@@ -250,6 +252,22 @@ def test_stacked_cells_get_the_numbers_each_gets_alone(mnist_root, tmp_path):
     assert chunk["fingerprint"] == configs[1].fingerprint() and chunk["stacked_with"] == [dirs[0].name, dirs[2].name]
     again = experiment.run_stacked(configs, tmp_path / "stacked", resume=True, progress=False)
     assert [r["per_run"] for r in again] == [r["per_run"] for r in stacked]
+    # a cell whose own teachers (kept from an earlier run) are not the group's trains apart, with its own teachers
+    folder = tmp_path / "mixed"
+    lone = experiment.run(configs[2], folder, progress=False)
+    lone_dir = folder / experiment.run_name(configs[2])
+    (lone_dir / "students_000.json").unlink()
+    params, meta = experiment._load_params(lone_dir / "teachers_000.npz", experiment.Experiment(
+        configs[2], folder, progress=False).references(range(2)))
+    nudged = jax.tree_util.tree_map(lambda a: a * (1 + 1e-3), params)
+    # (and not offered to its neighbours, which therefore train their own)
+    experiment._save_params(lone_dir / "teachers_000.npz", nudged, {**meta, "teacher_fingerprint": None})
+    mixed = experiment.run_stacked(configs, folder, resume=True, progress=False)
+    chunks = [json.loads((folder / experiment.run_name(c) / "students_000.json").read_text()) for c in configs]
+    assert chunks[0]["stacked_with"] == [experiment.run_name(configs[1])] and "stacked_with" not in chunks[2]
+    assert mixed[2]["per_run"]["teacher"] == lone["per_run"]["teacher"]  # its file's teachers, as reported
+    assert mixed[2]["per_run"]["aux_same"]["accuracy"] != lone["per_run"]["aux_same"]["accuracy"] or \
+        mixed[2]["per_run"]["aux_same"]["final_imitation_loss"] != lone["per_run"]["aux_same"]["final_imitation_loss"]
     with pytest.raises(ValueError, match="differ only in"):
         experiment.run_stacked([configs[0], dataclasses.replace(configs[0], n_aux=1)], tmp_path, progress=False)
     with pytest.raises(ValueError, match="twice"):
