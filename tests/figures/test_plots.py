@@ -11,23 +11,29 @@ import pytest
 from figures.common import FIGURES_DIR
 from results import load_json
 
-# file-name prefix -> the figure script that draws it
+# file-name prefix -> the figure script that draws it (module, or module:function when not its ``plot``)
 PLOTTERS = {"theory_projection_": "figures.theory_projection", "theory_optimizers_": "figures.theory_optimizers",
             "mnist_fig10_": "figures.mnist_fig10",
             "llm_bridge_": "figures.llm_bridge_fig", "llm_study_": "figures.llm_study_fig",
-            "llm_ladder_": "figures.llm_ladder_fig"}
+            "llm_ladder_": "figures.llm_ladder_fig", "mnist_sweep_": "figures.mnist_sweeps",
+            "mnist_transfer_map_": "figures.mnist_sweeps:plot_map"}
 COMMITTED = sorted(FIGURES_DIR.glob("*.json"))
 
 
 def plotter(path: Path):
     for prefix, module in PLOTTERS.items():
         if path.name.startswith(prefix):
-            return importlib.import_module(module).plot
+            module, _, function = module.partition(":")
+            return getattr(importlib.import_module(module), function or "plot")
     raise AssertionError(f"no figure script draws {path.name}; add it to PLOTTERS")
 
 
 def test_every_figure_script_has_a_committed_figure():
-    assert {m for p, m in PLOTTERS.items() if any(j.name.startswith(p) for j in COMMITTED)} == set(PLOTTERS.values())
+    def script(m):
+        return m.partition(":")[0]
+
+    drawn = {script(m) for p, m in PLOTTERS.items() if any(j.name.startswith(p) for j in COMMITTED)}
+    assert drawn == {script(m) for m in PLOTTERS.values()}
 
 
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.stem)
