@@ -286,13 +286,6 @@ class Experiment:
         return out
 
     # ---- phase 2: students -------------------------------------------------------------------------------
-    def train_students(self, runs, teachers_all, pairing) -> dict:
-        """The four students of every run of chunk ``runs`` (``train_student_stack`` with this experiment alone)."""
-        (res,) = train_student_stack([self], runs, teachers_all, pairing)
-        if isinstance(res, FloatingPointError):
-            raise res
-        return res
-
     def _load_student_chunk(self, k: int, runs) -> dict | None:
         """Chunk ``k``'s students from its file when that was made with these settings for these runs, else None."""
         path = self.dir / f"students_{k:03d}.json"
