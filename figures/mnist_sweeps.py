@@ -87,6 +87,10 @@ def _plot_alignment(data: dict, png_path, title) -> Path:
     return save_figure(fig, png_path)
 
 
+def _ci(ci) -> str:
+    return "[n/a]" if None in ci else f"[{ci[0]:+.2f}, {ci[1]:+.2f}]"
+
+
 def plot_map(data: dict, png_path) -> Path:
     preds = list(data["correlations"]) or ["first_step_projection", "total_update_cos"]
     fig, axes = plt.subplots(1, len(preds), figsize=(5.5 * len(preds), 4.2), squeeze=False)
@@ -102,12 +106,16 @@ def plot_map(data: dict, png_path) -> Path:
         for s in sweeps:
             ax.scatter([], [], color=colors[s], label=s, s=18)
         ax.axhline(0, color="0.5", lw=0.8)
-        c = data["correlations"].get(pred)
-        r = "" if c is None else f"Spearman r = {c['spearman_r']:+.2f} [{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}]"
-        ax.set_title(f"{r}\n(n = {data['n']}; o same init, x different init)", fontsize=9)
+        lines = []
+        for key, what in (("correlations", f"all {data['n']}"), ("correlations_same_init",
+                                                                 f"same init {data.get('n_same_init', '?')}")):
+            c = data.get(key, {}).get(pred)
+            if c is not None:
+                lines.append(f"Spearman r ({what}) = {c['spearman_r']:+.2f} {_ci(c['ci95'])}")
+        ax.set_title("\n".join([*lines, "(o same init, x different init)"]), fontsize=9)
         ax.set_xlabel(names.get(pred, pred))
         ax.set_ylabel("transfer: aux-student accuracy - chance (pp)")
-    axes[0][0].legend(fontsize=7, ncol=2)
+    axes[0][0].legend(fontsize=7, ncol=2, loc="upper left")
     fig.suptitle(f"Does the first-order quantity predict transfer? ({data['preset']})", fontsize=10)
     return save_figure(fig, png_path)
 

@@ -4,6 +4,7 @@ This is the CLI layer (the outermost): it runs the experiment and draws its figu
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
@@ -119,6 +120,7 @@ def sweep(
                 run_sweep(n, preset, out_dir=out, resume=resume, progress=progress, seed=seed, data_dir=str(root),
                           **extra)
                 continue
+            t0 = time.perf_counter()
             jp, png, data = mnist_sweeps.main(n, preset, figures_dir, runs_dir=out, resume=resume,
                                               progress=progress, seed=seed, data_dir=str(root), **extra)
             for c in data["cells"]:
@@ -129,7 +131,8 @@ def sweep(
                 print(f"{n:>15} {c['label']:>14}: aux same {s['aux_same']['accuracy']['mean']:6.1%}  aux other "
                       f"{s['aux_other']['accuracy']['mean']:6.1%}  first-step proj "
                       f"{s['aux_same']['first_step_projection']['mean']:+.2e}  ({c.get('compute_s', 0):.0f} s compute)")
-            print(f"wrote {jp}\nwrote {png}")
+            print(f"{n}: {data['compute_s']:.0f} s of compute in its cells, {time.perf_counter() - t0:.0f} s in this "
+                  f"process\nwrote {jp}\nwrote {png}")
     except (DataError, ValueError) as e:
         raise SystemExit(f"error: {e}")
 

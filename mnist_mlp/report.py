@@ -50,6 +50,8 @@ def assemble(config: MnistConfig, acc_ref, acc_teacher, chunks: list[dict], timi
         "config": dataclasses.asdict(config),
         "fingerprint": config.fingerprint(),
         "pairing": [p for c in chunks for p in c["paired_teacher"]],
+        # the run folders of the cells any chunk was trained with as one vmapped batch (sweeps.stack_groups)
+        "stacked_with": sorted({d for c in chunks for d in c.get("stacked_with", [])}),
         "log_steps": chunks[0]["log_steps"],
         "per_run": per_run,
         "summary": summary,

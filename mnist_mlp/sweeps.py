@@ -19,7 +19,6 @@ share the baseline's trained teachers too (``MnistConfig.teacher_fingerprint``).
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,42 +173,42 @@ def run_sweep(name: str, preset: str = "quick", *, out_dir="runs", resume: bool 
     returns the sweep's JSON-ready result. Cells whose shapes agree train as one vmapped batch (``stack_groups``;
     ``stack_runs`` caps its runs). A cell whose students diverge is recorded as diverged, not dropped."""
     sweep = check_sweep(name)
-    t0 = time.perf_counter()
     configs = cell_configs(name, preset, **kw)
     rows: list[dict] = [{"label": label, "overrides": dict(over), "config": config.science_dict(),
                          "fingerprint": config.fingerprint()}
                         for (label, config), (_, over) in zip(configs, sweep.cells, strict=True)]
+    label_of = {experiment.run_name(c): label for label, c in configs}
     for group in stack_groups([c for _, c in configs], stack_runs):
-        tc = time.perf_counter()
         try:
             results = experiment.run_stacked([configs[i][1] for i in group], Path(out_dir) / "sweeps",
                                              resume=resume, progress=progress)
         except FloatingPointError as e:  # the teachers the group shares
             results = [e] * len(group)
-        wall = time.perf_counter() - tc
         for i, res in zip(group, results, strict=True):
             row = rows[i]
             if isinstance(res, FloatingPointError):
                 row.update(diverged=str(res))
-            else:
-                row.update(summarize_cell(res),
-                           compute_s=float((res["timings"].get("teachers_compute_s") or 0)
-                                           + (res["timings"].get("students_compute_s") or 0)))
-            row["wall_s"] = wall / len(group)  # a stacked group's wall time, shared equally
-            if len(group) > 1:
-                row["stacked_with"] = [rows[j]["label"] for j in group if j != i]
+                continue
+            # compute time summed over the cell's chunk files (a stacked chunk's time shared equally), so a resumed
+            # sweep reports what training took, not how long loading it took
+            row.update(summarize_cell(res),
+                       compute_s=float((res["timings"].get("teachers_compute_s") or 0)
+                                       + (res["timings"].get("students_compute_s") or 0)))
+            # the cells a chunk of this one was trained with, as its chunk files record it (not merely grouped now)
+            stacked = [label_of.get(d, d) for d in res.get("stacked_with", [])]
+            if stacked:
+                row["stacked_with"] = stacked
     return {"sweep": name, "title": sweep.title, "axis": sweep.axis, "published": sweep.published, "preset": preset,
             "runs_per_cell": configs[0][1].runs, "cells": rows,
-            "wall_s": time.perf_counter() - t0}
+            "compute_s": float(sum(r.get("compute_s", 0) for r in rows))}
 
 
 def transfer_map(sweeps: list[dict], *, predictors=("first_step_projection", "first_step_cos", "total_update_cos"),
                  students=("aux_same", "aux_other"), n_boot: int = 2000, seed: int = 0) -> dict:
     """Each (cell, aux student) of the finished sweeps as a point (predictor, transfer); per predictor, Spearman's r
     over the points and its bootstrap CI, resampling whole cells (a cell's students share its teachers). Identical
-    cells of different sweeps count once (one fingerprint, one run folder)."""
-    from scipy.stats import spearmanr
-
+    cells of different sweeps count once (one fingerprint, one run folder). The same, over the same-init students
+    alone, in ``correlations_same_init``."""
     seen, points = set(), []
     for sw in sweeps:
         if sw["sweep"] in MAP_EXCLUDE:
@@ -223,13 +222,25 @@ def transfer_map(sweeps: list[dict], *, predictors=("first_step_projection", "fi
                 points.append({"sweep": sw["sweep"], "label": cell["label"], "cell": cell["fingerprint"],
                                "student": st, "transfer": d["transfer"]["mean"],
                                **{p: d[p]["mean"] for p in predictors}})
-    out = {"points": points, "n": len(points), "n_cells": len(seen), "correlations": {}}
+    same = [p for p in points if p["student"] == "aux_same"]
+    # Pooled, most of the rank correlation is the split between shared and different inits (the latter at chance);
+    # among the same-init students alone it asks whether the quantity predicts how MUCH transfers.
+    return {"points": points, "n": len(points), "n_cells": len(seen),
+            "correlations": _spearman_by_cell(points, predictors, n_boot, seed),
+            "n_same_init": len(same), "correlations_same_init": _spearman_by_cell(same, predictors, n_boot, seed)}
+
+
+def _spearman_by_cell(points: list[dict], predictors, n_boot: int, seed: int) -> dict:
+    """Per predictor, Spearman's r of (predictor, transfer) over ``points`` and its bootstrap CI over whole cells."""
+    from scipy.stats import spearmanr
+
     if len(points) < 3:
-        return out
+        return {}
     rng = np.random.default_rng(seed)
     y = np.array([p["transfer"] for p in points])
-    cells = sorted(seen)
+    cells = sorted({p["cell"] for p in points})
     rows = {c: [i for i, p in enumerate(points) if p["cell"] == c] for c in cells}
+    out = {}
     for pred in predictors:
         x = np.array([p[pred] for p in points])
         boots = []
@@ -238,7 +249,7 @@ def transfer_map(sweeps: list[dict], *, predictors=("first_step_projection", "fi
             if np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0:
                 boots.append(spearmanr(x[i], y[i]).statistic)
         ci = [float(v) for v in np.quantile(boots, [0.025, 0.975])] if boots else [None, None]
-        out["correlations"][pred] = {"spearman_r": float(spearmanr(x, y).statistic), "ci95": ci}
+        out[pred] = {"spearman_r": float(spearmanr(x, y).statistic), "ci95": ci}
     return out
 
 

@@ -252,6 +252,9 @@ def test_stacked_cells_get_the_numbers_each_gets_alone(mnist_root, tmp_path):
     assert chunk["fingerprint"] == configs[1].fingerprint() and chunk["stacked_with"] == [dirs[0].name, dirs[2].name]
     again = experiment.run_stacked(configs, tmp_path / "stacked", resume=True, progress=False)
     assert [r["per_run"] for r in again] == [r["per_run"] for r in stacked]
+    # which cells trained together is read from the chunk files, so a resumed (loaded) cell still says it
+    assert [r["stacked_with"] for r in again] == [r["stacked_with"] for r in stacked] == [
+        sorted(d.name for d in dirs if d != own) for own in dirs]
     # a cell whose own teachers (kept from an earlier run) are not the group's trains apart, with its own teachers
     folder = tmp_path / "mixed"
     lone = experiment.run(configs[2], folder, progress=False)
@@ -265,6 +268,7 @@ def test_stacked_cells_get_the_numbers_each_gets_alone(mnist_root, tmp_path):
     mixed = experiment.run_stacked(configs, folder, resume=True, progress=False)
     chunks = [json.loads((folder / experiment.run_name(c) / "students_000.json").read_text()) for c in configs]
     assert chunks[0]["stacked_with"] == [experiment.run_name(configs[1])] and "stacked_with" not in chunks[2]
+    assert mixed[2]["stacked_with"] == [] and mixed[0]["stacked_with"] == [experiment.run_name(configs[1])]
     assert mixed[2]["per_run"]["teacher"] == lone["per_run"]["teacher"]  # its file's teachers, as reported
     assert mixed[2]["per_run"]["aux_same"]["accuracy"] != lone["per_run"]["aux_same"]["accuracy"] or \
         mixed[2]["per_run"]["aux_same"]["final_imitation_loss"] != lone["per_run"]["aux_same"]["final_imitation_loss"]
@@ -283,8 +287,21 @@ def test_transfer_map_counts_each_configuration_once_and_ranks():
     a = {"sweep": "a", "cells": [cell("x", 0.1, 1.0), cell("y", 0.2, 2.0), cell("z", 0.3, 3.0)]}
     b = {"sweep": "b", "cells": [cell("x", 0.1, 1.0), cell("w", 0.0, 0.5)]}
     m = sweeps.transfer_map([a, b])
-    assert m["n"] == 8  # x counted once, two students each
+    assert m["n"] == 8 and m["n_same_init"] == 4  # x counted once, two students each
     assert m["correlations"]["first_step_projection"]["spearman_r"] == pytest.approx(1.0)
+    # the same-init students alone: here their transfer falls as the predictor rises, while the different-init
+    # points at (low predictor, zero transfer) keep the pooled r positive
+    def split(fp, t_same, proj_same, proj_other):
+        c = cell(fp, t_same, proj_same)
+        c["students"]["aux_other"] = {"transfer": {"mean": 0.0}, **{k: {"mean": proj_other} for k in (
+            "first_step_projection", "first_step_cos", "total_update_cos")}}
+        return c
+
+    c = {"sweep": "c", "cells": [split("p", 0.4, 1.0, -0.1), split("q", 0.3, 2.0, -0.2), split("r", 0.2, 3.0, 0.0),
+                                 split("s", 0.1, 4.0, 0.1)]}
+    m = sweeps.transfer_map([c])
+    assert m["correlations"]["first_step_projection"]["spearman_r"] > 0.4
+    assert m["correlations_same_init"]["first_step_projection"]["spearman_r"] == pytest.approx(-1.0)
 
 
 @pytest.mark.data
@@ -325,3 +342,5 @@ def test_a_quick_sweep_end_to_end_on_real_data(mnist_root, fashion_root, tmp_pat
     again = sweeps.run_sweep("fashion", "quick", out_dir=tmp_path / "runs", resume=True, progress=False, **kw)
     again = json.loads(json.dumps(again))
     assert [c["students"] for c in again["cells"]] == [c["students"] for c in data["cells"]]  # resumed, same numbers
+    # and the same rows, timings included: a resumed sweep does not churn its committed JSON
+    assert again["cells"] == json.loads(jp.read_text())["cells"] and again["compute_s"] > 0
