@@ -251,15 +251,17 @@ def llm_claims():
 
 def sweep_claims():
     """Each committed full sweep's row in paper_notes: the aux-only same-init student per cell (mean [95% CI]), the
-    different-init student's range, and the whole update's cosine along the sweep."""
+    different-init student's range, the whole update's cosine along the sweep, and its compute time."""
     for path in sorted((ROOT / "figures").glob("mnist_sweep_*_full_seed0.json")):
-        cells = [c for c in load(str(path.relative_to(ROOT)))["cells"] if "diverged" not in c]
+        data = load(str(path.relative_to(ROOT)))
+        cells = [c for c in data["cells"] if "diverged" not in c]
         same = [c["students"]["aux_same"] for c in cells]
         yield "paper_notes.md", "; ".join(f"{c['label']}: {pct(s['accuracy']['mean'])}% {ci(s['accuracy']['ci95'])}"
                                           for c, s in zip(cells, same, strict=True))
         other = [c["students"]["aux_other"]["accuracy"]["mean"] for c in cells]
         yield "paper_notes.md", f"{pct(min(other), 2)}-{pct(max(other), 2)}%"
         yield "paper_notes.md", " -> ".join(f"{s['total_update_cos']['mean']:.2f}" for s in same)
+        yield "paper_notes.md", f"`figures/{path.stem}`; {data['compute_s'] / 60:.0f} min of compute"
 
 
 def speed_claims():
