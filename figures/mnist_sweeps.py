@@ -24,15 +24,20 @@ STYLE = {"aux_same": ("C0", "aux only, same init"), "aux_other": ("C3", "aux onl
          "all_same": ("C9", "all logits, same init"), "all_other": ("C1", "all logits, different init")}
 
 
+def _mean(stat) -> float:
+    """The mean, NaN when undefined (a cosine of a student that never moved: m = 1 aux logit), so it is not drawn."""
+    return np.nan if stat["mean"] is None else stat["mean"]
+
+
 def _err(stat) -> tuple[float, float]:
     lo, hi = stat["ci95"]
-    return (0.0, 0.0) if lo is None else (stat["mean"] - lo, hi - stat["mean"])
+    return (0.0, 0.0) if lo is None or stat["mean"] is None else (stat["mean"] - lo, hi - stat["mean"])
 
 
 def _series(ax, cells, student, key, *, scale=1.0, offset=0.0, alpha=1.0, marker="o", label=None):
     x = np.arange(len(cells)) + offset
     ok = [i for i, c in enumerate(cells) if "diverged" not in c]
-    m = [cells[i]["students"][student][key]["mean"] * scale for i in ok]
+    m = [_mean(cells[i]["students"][student][key]) * scale for i in ok]
     e = np.array([_err(cells[i]["students"][student][key]) for i in ok]).T * scale
     color, default = STYLE[student]
     ax.errorbar(x[ok], m, yerr=e if len(ok) else None, fmt=marker + "-", color=color, alpha=alpha, capsize=3,
@@ -101,6 +106,8 @@ def plot_map(data: dict, png_path) -> Path:
              "total_update_cos": "cos(whole student update, dT)"}
     for ax, pred in zip(axes[0], preds):
         for p in data["points"]:
+            if p[pred] is None:  # undefined (a student that never moved), not drawn and not ranked
+                continue
             ax.scatter(p[pred], 100 * p["transfer"], color=colors[p["sweep"]], marker="o" if p["student"] ==
                        "aux_same" else "x", s=22)
         for s in sweeps:

@@ -53,7 +53,7 @@ SWEEPS: dict[str, Sweep] = {
     "width": Sweep("Width", "hidden units per layer",
                    tuple((str(w), (("hidden", (w, w)),)) for w in (64, 128, 256, 512, 1024)),
                    "wider layers weaken transfer"),
-    "aux": Sweep("Aux logits", "auxiliary logits m", _cells("n_aux", (1, 3, 10, 30)),
+    "aux": Sweep("Aux logits", "auxiliary logits m", _cells("n_aux", (1, 2, 3, 10, 30)),
                  "more aux logits strengthen transfer"),
     "loss": Sweep("Imitation loss", "student loss", _cells("student_loss", ("kl", "mse", "kl_t0.5", "kl_t2")), ""),
     "optimizer": Sweep("Student optimizer", "optimizer (lr)",
@@ -231,25 +231,27 @@ def transfer_map(sweeps: list[dict], *, predictors=("first_step_projection", "fi
 
 
 def _spearman_by_cell(points: list[dict], predictors, n_boot: int, seed: int) -> dict:
-    """Per predictor, Spearman's r of (predictor, transfer) over ``points`` and its bootstrap CI over whole cells."""
+    """Per predictor, Spearman's r of (predictor, transfer) over ``points`` and its bootstrap CI over whole cells.
+    A point whose predictor is undefined (None: the cosine of a student that never moved) is left out of that one."""
     from scipy.stats import spearmanr
 
-    if len(points) < 3:
-        return {}
-    rng = np.random.default_rng(seed)
-    y = np.array([p["transfer"] for p in points])
-    cells = sorted({p["cell"] for p in points})
-    rows = {c: [i for i, p in enumerate(points) if p["cell"] == c] for c in cells}
     out = {}
     for pred in predictors:
-        x = np.array([p[pred] for p in points])
+        have = [p for p in points if p[pred] is not None]
+        if len(have) < 3:
+            continue
+        rng = np.random.default_rng(seed)
+        y = np.array([p["transfer"] for p in have])
+        cells = sorted({p["cell"] for p in have})
+        rows = {c: [i for i, p in enumerate(have) if p["cell"] == c] for c in cells}
+        x = np.array([p[pred] for p in have])
         boots = []
         for _ in range(n_boot):
             i = np.concatenate([rows[cells[j]] for j in rng.integers(0, len(cells), len(cells))])
             if np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0:
                 boots.append(spearmanr(x[i], y[i]).statistic)
         ci = [float(v) for v in np.quantile(boots, [0.025, 0.975])] if boots else [None, None]
-        out[pred] = {"spearman_r": float(spearmanr(x, y).statistic), "ci95": ci}
+        out[pred] = {"spearman_r": float(spearmanr(x, y).statistic), "ci95": ci, "n": len(have)}
     return out
 
 

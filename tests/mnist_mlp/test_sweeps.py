@@ -111,6 +111,20 @@ def test_student_losses_by_name():
         train.student_losses(aux, "hinge")
 
 
+def test_one_aux_logit_gives_the_kl_student_nothing_to_learn():
+    """Why the aux sweep's m = 1 cell sits at its init: the softmax over one logit is 1 whatever the logit, so the KL
+    and its gradient vanish for any teacher (the MSE loss still has a signal there)."""
+    key_s, key_t = jax.random.split(jax.random.key(0))
+    student_BxK, teacher_BxK = jax.random.normal(key_s, (4, 11)), jax.random.normal(key_t, (4, 11))
+    kl = train.student_losses((10,))["aux"]
+    value, grad = jax.value_and_grad(kl)(student_BxK, teacher_BxK)
+    assert float(jnp.abs(value)) < 1e-7 and not jnp.any(grad)
+    mse = train.student_losses((10,), "mse")["aux"]
+    assert float(jnp.abs(jax.grad(mse)(student_BxK, teacher_BxK)[:, 10]).sum()) > 0.1
+    value3, grad3 = jax.value_and_grad(train.student_losses((8, 9, 10))["aux"])(student_BxK, teacher_BxK)
+    assert float(value3) > 1e-3 and jnp.any(grad3)  # with 3 aux logits there is one
+
+
 def test_liminal_zero_is_the_plain_teacher_step_and_lambda_keeps_aux_near_the_init():
     module = MLP(hidden=(16,))
     apply_fn, tx, aux = apply_fn_of(module), optax.adam(1e-2), module.aux_indices()
@@ -302,6 +316,12 @@ def test_transfer_map_counts_each_configuration_once_and_ranks():
     m = sweeps.transfer_map([c])
     assert m["correlations"]["first_step_projection"]["spearman_r"] > 0.4
     assert m["correlations_same_init"]["first_step_projection"]["spearman_r"] == pytest.approx(-1.0)
+    # a student that never moved (one aux logit) has no cosine: left out of that predictor's r, kept in the others
+    still = split("t", 0.0, 0.0, 0.0)
+    for st in ("aux_same", "aux_other"):
+        still["students"][st]["total_update_cos"]["mean"] = None
+    m = sweeps.transfer_map([{"sweep": "c", "cells": [*c["cells"], still]}])
+    assert m["correlations"]["total_update_cos"]["n"] == 8 and m["correlations"]["first_step_projection"]["n"] == 10
 
 
 @pytest.mark.data
