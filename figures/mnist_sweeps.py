@@ -114,11 +114,10 @@ def plot_map(data: dict, png_path) -> Path:
             ax.scatter([], [], color=colors[s], label=s, s=18)
         ax.axhline(0, color="0.5", lw=0.8)
         lines = []
-        for key, what in (("correlations", f"all {data['n']}"), ("correlations_same_init",
-                                                                 f"same init {data.get('n_same_init', '?')}")):
+        for key, what in (("correlations", "all"), ("correlations_same_init", "same init")):
             c = data.get(key, {}).get(pred)
-            if c is not None:
-                lines.append(f"Spearman r ({what}) = {c['spearman_r']:+.2f} {_ci(c['ci95'])}")
+            if c is not None:  # n: the points with this predictor defined
+                lines.append(f"Spearman r ({what}, n = {c['n']}) = {c['spearman_r']:+.2f} {_ci(c['ci95'])}")
         ax.set_title("\n".join([*lines, "(o same init, x different init)"]), fontsize=9)
         ax.set_xlabel(names.get(pred, pred))
         ax.set_ylabel("transfer: aux-student accuracy - chance (pp)")

@@ -189,18 +189,21 @@ def run_sweep(name: str, preset: str = "quick", *, out_dir="runs", resume: bool 
             if isinstance(res, FloatingPointError):
                 row.update(diverged=str(res))
                 continue
-            # compute time summed over the cell's chunk files (a stacked chunk's time shared equally), so a resumed
-            # sweep reports what training took, not how long loading it took
-            row.update(summarize_cell(res),
-                       compute_s=float((res["timings"].get("teachers_compute_s") or 0)
-                                       + (res["timings"].get("students_compute_s") or 0)))
-            # the cells a chunk of this one was trained with, as its chunk files record it (not merely grouped now)
-            stacked = [label_of.get(d, d) for d in res.get("stacked_with", [])]
+            # compute time summed over the cell's chunk files, so a resumed sweep reports what training took, not how
+            # long loading it took. A stacked chunk's student time is shared equally; teachers copied from a group's
+            # first cell count 0 s. None when a chunk file has no time (older code): unknown, not zero.
+            secs = [res["timings"].get(f"{phase}_compute_s") for phase in ("teachers", "students")]
+            row.update(summarize_cell(res), compute_s=None if None in secs else float(sum(secs)))
+            # the cells a chunk of this one was trained with, as its chunk files record it (not merely grouped now),
+            # in the sweep's order
+            order = {d: j for j, d in enumerate(label_of)}
+            stacked = [label_of.get(d, d) for d in sorted(res.get("stacked_with", []), key=lambda d: order.get(d, -1))]
             if stacked:
                 row["stacked_with"] = stacked
+    secs = [r["compute_s"] for r in rows if "diverged" not in r]
     return {"sweep": name, "title": sweep.title, "axis": sweep.axis, "published": sweep.published, "preset": preset,
             "runs_per_cell": configs[0][1].runs, "cells": rows,
-            "compute_s": float(sum(r.get("compute_s", 0) for r in rows))}
+            "compute_s": None if None in secs else float(sum(secs))}
 
 
 def transfer_map(sweeps: list[dict], *, predictors=("first_step_projection", "first_step_cos", "total_update_cos"),
@@ -238,8 +241,8 @@ def _spearman_by_cell(points: list[dict], predictors, n_boot: int, seed: int) ->
     out = {}
     for pred in predictors:
         have = [p for p in points if p[pred] is not None]
-        if len(have) < 3:
-            continue
+        if len(have) < 3 or len({p[pred] for p in have}) < 2 or len({p["transfer"] for p in have}) < 2:
+            continue  # too few points, or a constant: no rank correlation
         rng = np.random.default_rng(seed)
         y = np.array([p["transfer"] for p in have])
         cells = sorted({p["cell"] for p in have})

@@ -292,6 +292,36 @@ def test_stacked_cells_get_the_numbers_each_gets_alone(mnist_root, tmp_path):
         experiment.run_stacked([configs[0], configs[0]], tmp_path, progress=False)
 
 
+def test_a_rows_stacked_with_and_compute_time_come_from_its_results(monkeypatch, tmp_path):
+    """run_sweep's bookkeeping, with the training replaced: a row names the cells its chunk files say it trained
+    with (by label, in the sweep's order, whatever the grouping now), and compute time unknown anywhere is unknown
+    in the total (None), not zero."""
+    from mnist_mlp import experiment
+
+    configs = sweeps.cell_configs("init", "quick")
+    label = {experiment.run_name(c): lab for lab, c in configs}
+    told = {"0.01": ["0.3", "0.03"], "0.03": ["0.3", "0.01"], "0.3": ["0.03", "0.01"]}  # as if stacked once
+    missing = set()
+
+    def fake_run_stacked(group, out, *, resume, progress):
+        byname = {lab: d for d, lab in label.items()}
+        return [{"timings": {"teachers_compute_s": 1.0,
+                             "students_compute_s": None if label[experiment.run_name(c)] in missing else 2.0},
+                 "stacked_with": sorted(byname[lab] for lab in told.get(label[experiment.run_name(c)], []))}
+                for c in group]
+
+    monkeypatch.setattr(experiment, "run_stacked", fake_run_stacked)
+    monkeypatch.setattr(sweeps, "summarize_cell", lambda res: {})
+    res = sweeps.run_sweep("init", "quick", out_dir=tmp_path, progress=False)
+    rows = {r["label"]: r for r in res["cells"]}
+    assert rows["0.01"]["stacked_with"] == ["0.03", "0.3"] and rows["0.3"]["stacked_with"] == ["0.01", "0.03"]
+    assert "stacked_with" not in rows["0.1"] and "stacked_with" not in rows["0"]  # grouped now, not trained so
+    assert res["compute_s"] == 3.0 * len(configs)
+    missing.add("0.1")
+    res = sweeps.run_sweep("init", "quick", out_dir=tmp_path, progress=False)
+    assert res["compute_s"] is None and {r["label"] for r in res["cells"] if r["compute_s"] is None} == {"0.1"}
+
+
 def test_transfer_map_counts_each_configuration_once_and_ranks():
     def cell(fp, t, proj):
         st = {"transfer": {"mean": t}, **{k: {"mean": proj} for k in ("first_step_projection", "first_step_cos",
@@ -322,6 +352,8 @@ def test_transfer_map_counts_each_configuration_once_and_ranks():
         still["students"][st]["total_update_cos"]["mean"] = None
     m = sweeps.transfer_map([{"sweep": "c", "cells": [*c["cells"], still]}])
     assert m["correlations"]["total_update_cos"]["n"] == 8 and m["correlations"]["first_step_projection"]["n"] == 10
+    flat = sweeps.transfer_map([{"sweep": "d", "cells": [cell(fp, 0.1, p) for fp, p in (("u", 1.0), ("v", 2.0))]}])
+    assert flat["n"] == 4 and flat["correlations"] == {}  # a constant transfer has no rank correlation
 
 
 @pytest.mark.data
