@@ -21,6 +21,7 @@ OPTIMIZERS = "figures/theory_optimizers_paper_float64_seed0.json"
 LADDER = "figures/llm_ladder_quick_smollm2-135m_owl_seeds1_6d9bcb87cf.json"
 VS_TORCH = "benchmarks/results/mnist_vs_torch.json"
 PRECISION = "benchmarks/results/ladder_throughput_precision.json"
+SWEEP_MAP = "figures/mnist_transfer_map_full_seed0.json"
 
 
 @cache
@@ -267,6 +268,18 @@ def sweep_claims():
         yield "paper_notes.md", f"`figures/{path.stem}`; {minutes} min of compute"
 
 
+def map_claims():
+    """README's statement of the transfer map: each Spearman r it quotes, with its CI and n, and the sweeps it pools."""
+    if not (ROOT / SWEEP_MAP).exists():
+        return
+    m = load(SWEEP_MAP)
+    yield "README.md", f"pools the sweeps {', '.join(m['sweeps'])}: {m['n_cells']} cells"
+    for key, pred in (("correlations", "first_step_projection"), ("correlations_same_init", "first_step_projection"),
+                      ("correlations_same_init", "total_update_cos")):
+        c = m[key][pred]
+        yield "README.md", f"{c['spearman_r']:+.2f} [{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}] (n = {c['n']})"
+
+
 def speed_claims():
     b = load(VS_TORCH)["numbers"]
     (pair,) = b["pairs"]
@@ -282,7 +295,7 @@ def speed_claims():
 
 
 CLAIMS = [*theory_claims(), *optimizer_claims(), *ladder_claims(), *mnist_claims(), *study_claims(), *llm_claims(),
-          *speed_claims(), *sweep_claims()]
+          *speed_claims(), *sweep_claims(), *map_claims()]
 
 
 @pytest.mark.parametrize("document,text", CLAIMS, ids=[f"{d}:{t[:50]}" for d, t in CLAIMS])
