@@ -330,7 +330,7 @@ def test_transfer_map_counts_each_configuration_once_and_ranks():
 
     a = {"sweep": "a", "cells": [cell("x", 0.1, 1.0), cell("y", 0.2, 2.0), cell("z", 0.3, 3.0)]}
     b = {"sweep": "b", "cells": [cell("x", 0.1, 1.0), cell("w", 0.0, 0.5)]}
-    m = sweeps.transfer_map([a, b])
+    m = sweeps.transfer_map([a, b], n_boot=100)
     assert m["n"] == 8 and m["n_same_init"] == 4  # x counted once, two students each
     assert m["correlations"]["first_step_projection"]["spearman_r"] == pytest.approx(1.0)
     # the same-init students alone: here their transfer falls as the predictor rises, while the different-init
@@ -343,16 +343,16 @@ def test_transfer_map_counts_each_configuration_once_and_ranks():
 
     c = {"sweep": "c", "cells": [split("p", 0.4, 1.0, -0.1), split("q", 0.3, 2.0, -0.2), split("r", 0.2, 3.0, 0.0),
                                  split("s", 0.1, 4.0, 0.1)]}
-    m = sweeps.transfer_map([c])
+    m = sweeps.transfer_map([c], n_boot=100)
     assert m["correlations"]["first_step_projection"]["spearman_r"] > 0.4
     assert m["correlations_same_init"]["first_step_projection"]["spearman_r"] == pytest.approx(-1.0)
     # a student that never moved (one aux logit) has no cosine: left out of that predictor's r, kept in the others
     still = split("t", 0.0, 0.0, 0.0)
     for st in ("aux_same", "aux_other"):
         still["students"][st]["total_update_cos"]["mean"] = None
-    m = sweeps.transfer_map([{"sweep": "c", "cells": [*c["cells"], still]}])
+    m = sweeps.transfer_map([{"sweep": "c", "cells": [*c["cells"], still]}], n_boot=100)
     assert m["correlations"]["total_update_cos"]["n"] == 8 and m["correlations"]["first_step_projection"]["n"] == 10
-    flat = sweeps.transfer_map([{"sweep": "d", "cells": [cell(fp, 0.1, p) for fp, p in (("u", 1.0), ("v", 2.0))]}])
+    flat = sweeps.transfer_map([{"sweep": "d", "cells": [cell("u", 0.1, 1.0), cell("v", 0.1, 2.0)]}], n_boot=100)
     assert flat["n"] == 4 and flat["correlations"] == {}  # a constant transfer has no rank correlation
 
 
