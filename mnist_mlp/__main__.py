@@ -130,11 +130,17 @@ def sweep(
                 s = c["students"]
                 print(f"{n:>15} {c['label']:>14}: aux same {s['aux_same']['accuracy']['mean']:6.1%}  aux other "
                       f"{s['aux_other']['accuracy']['mean']:6.1%}  first-step proj "
-                      f"{s['aux_same']['first_step_projection']['mean']:+.2e}  ({c.get('compute_s', 0):.0f} s compute)")
-            print(f"{n}: {data['compute_s']:.0f} s of compute in its cells, {time.perf_counter() - t0:.0f} s in this "
-                  f"process\nwrote {jp}\nwrote {png}")
+                      f"{s['aux_same']['first_step_projection']['mean']:+.2e}  "
+                      f"({_seconds(c.get('compute_s'))} compute)")
+            print(f"{n}: {_seconds(data['compute_s'])} of compute in its cells, "
+                  f"{time.perf_counter() - t0:.0f} s in this process\nwrote {jp}\nwrote {png}")
     except (DataError, ValueError) as e:
         raise SystemExit(f"error: {e}")
+
+
+def _seconds(s) -> str:
+    """A compute time as printed; None (a chunk file from older code carries no time) is unknown, not 0 s."""
+    return "unknown" if s is None else f"{s:.0f} s"
 
 
 def _join(distributed: bool, coordinator, num_processes, process_id) -> bool:

@@ -178,6 +178,7 @@ def run_sweep(name: str, preset: str = "quick", *, out_dir="runs", resume: bool 
                          "fingerprint": config.fingerprint()}
                         for (label, config), (_, over) in zip(configs, sweep.cells, strict=True)]
     label_of = {experiment.run_name(c): label for label, c in configs}
+    order = {d: j for j, d in enumerate(label_of)}
     for group in stack_groups([c for _, c in configs], stack_runs):
         try:
             results = experiment.run_stacked([configs[i][1] for i in group], Path(out_dir) / "sweeps",
@@ -196,7 +197,6 @@ def run_sweep(name: str, preset: str = "quick", *, out_dir="runs", resume: bool 
             row.update(summarize_cell(res), compute_s=None if None in secs else float(sum(secs)))
             # the cells a chunk of this one was trained with, as its chunk files record it (not merely grouped now),
             # in the sweep's order
-            order = {d: j for j, d in enumerate(label_of)}
             stacked = [label_of.get(d, d) for d in sorted(res.get("stacked_with", []), key=lambda d: order.get(d, -1))]
             if stacked:
                 row["stacked_with"] = stacked
