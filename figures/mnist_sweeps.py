@@ -52,7 +52,7 @@ def plot(data: dict, png_path) -> Path:
     title = f"{data['title']} ({data['preset']}, {data['runs_per_cell']} runs per cell)"
     if data["sweep"] == "alignment":
         return _plot_alignment(data, png_path, title)
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.8))
     for st, alpha in (("aux_same", 1.0), ("aux_other", 1.0), ("all_same", 0.35), ("all_other", 0.35)):
         _series(a, cells, st, "accuracy", scale=100, alpha=alpha)
     a.axhline(100 * 0.1, color="0.5", ls=":", lw=1, label="chance")
@@ -68,7 +68,8 @@ def plot(data: dict, png_path) -> Path:
     for ax in (a, b):
         ax.set_xticks(np.arange(len(cells)), labels, fontsize=8)
         ax.set_xlabel(data["axis"])
-        ax.legend(fontsize=7)
+        # below the axes: inside, a legend hides whichever cell it lands on
+        ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.24))
     return save_figure(fig, png_path)
 
 
