@@ -275,7 +275,7 @@ def map_claims():
     m = load(SWEEP_MAP)
     yield "README.md", f"pools the sweeps {', '.join(m['sweeps'])}: {m['n_cells']} cells"
     for key, pred in (("correlations", "first_step_projection"), ("correlations_same_init", "first_step_projection"),
-                      ("correlations_same_init", "total_update_cos")):
+                      ("correlations_same_init", "first_step_cos"), ("correlations_same_init", "total_update_cos")):
         c = m[key][pred]
         yield "README.md", f"{c['spearman_r']:+.2f} [{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}] (n = {c['n']})"
 
