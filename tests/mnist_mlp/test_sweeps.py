@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 
 import jax
 import jax.numpy as jnp
@@ -255,11 +254,10 @@ def test_stacked_cells_get_the_numbers_each_gets_alone(mnist_root, tmp_path):
     configs = [sweeps.base_config("quick", **kw, **o)
                for o in (dict(init_sigma=0.3), dict(ablate="teacher"), dict(reinit="hidden", ablate="random"))]
     stacked = experiment.run_stacked(configs, tmp_path / "stacked", progress=False)
-    alone_results = []
     for c, res in zip(configs, stacked, strict=True):
         assert res["config"] == dataclasses.asdict(c) and res["timings"]["stacked_cells"] == 3
-        alone_results.append(experiment.run(c, tmp_path / "alone", progress=False))
-        assert_same_numbers(res["per_run"], alone_results[-1]["per_run"])
+        alone = experiment.run(c, tmp_path / "alone", progress=False)
+        assert_same_numbers(res["per_run"], alone["per_run"])
     dirs = [tmp_path / "stacked" / experiment.run_name(c) for c in configs]
     assert all((d / "results.json").exists() for d in dirs)
     metas = [experiment.load_meta(d / "teachers_000.npz") for d in dirs]
@@ -273,9 +271,8 @@ def test_stacked_cells_get_the_numbers_each_gets_alone(mnist_root, tmp_path):
         sorted(d.name for d in dirs if d != own) for own in dirs]
     # a cell whose own teachers (kept from an earlier run) are not the group's trains apart, with its own teachers
     folder = tmp_path / "mixed"
+    lone = experiment.run(configs[2], folder, progress=False)
     lone_dir = folder / experiment.run_name(configs[2])
-    shutil.copytree(tmp_path / "alone" / lone_dir.name, lone_dir)  # its alone run: the kept teachers and results
-    lone = alone_results[2]
     (lone_dir / "students_000.json").unlink()
     params, meta = experiment._load_params(lone_dir / "teachers_000.npz", experiment.Experiment(
         configs[2], folder, progress=False).references(range(2)))
