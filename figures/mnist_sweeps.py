@@ -120,10 +120,10 @@ def plot_map(data: dict, png_path) -> Path:
             if c is not None:  # n: the points with this predictor defined
                 lines.append(f"Spearman r ({what}, n = {c['n']}) = {c['spearman_r']:+.2f} {_ci(c['ci95'])}")
         ax.set_title("\n".join([*lines, "(o same init, x different init)"]), fontsize=9)
-        ax.set_xlabel(names.get(pred, pred))
-        if pred == "first_step_projection":  # it spans 1e-5 (different init) to 1e-2 (real-image inputs)
+        symlog = pred == "first_step_projection"  # it spans 1e-5 (different init) to 1e-2 (real-image inputs)
+        if symlog:
             ax.set_xscale("symlog", linthresh=1e-4)
-            ax.set_xlabel(names[pred] + ", symlog")
+        ax.set_xlabel(names.get(pred, pred) + (", symlog" if symlog else ""))
         ax.set_ylabel("transfer: aux-student accuracy - chance (pp)")
     axes[0][0].legend(fontsize=7, ncol=2, loc="upper left")
     fig.suptitle(f"Does the first-order quantity predict transfer? ({data['preset']})", fontsize=10)
