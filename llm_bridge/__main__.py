@@ -195,13 +195,18 @@ def ladder(preset: str = typer.Option("quick", help="quick (about 20 min on 2 CP
            figures_dir: Path = typer.Option(Path("figures"), help="where the figure's JSON and PNG go"),
            teachers_dir: Path = typer.Option(Path("runs/ladder_teachers"), help="the teachers' folder, shared by "
                                              "presets with the same teacher recipe (each reused only with --resume "
-                                             "and a matching config fingerprint)")):
+                                             "and a matching config fingerprint)"),
+           record: Path | None = typer.Option(None, help="the folder that keeps the run's light record (each "
+                                              "finished student's cell, each finished triple's geometry and first "
+                                              "step, the teachers' digest), from which --resume continues in a fresh "
+                                              "clone; default FIGURES_DIR/NAME_record for full, none otherwise")):
     """The logit ladder, a positive control for the diagnostic: students imitate the trait teacher on number
     sequences over the whole vocabulary (full), without the animal words (no-trait-words), over digits only
     (digits), or on sampled digits (sampled), against neutral and other-animal controls (llm_bridge.ladder);
     writes OUT/ladder.json and the figure."""
     from figures import llm_ladder_fig
     from llm_bridge.config import LadderConfig
+    from llm_bridge.ladder import LadderError
     from llm_bridge.ladder import run as run_ladder
     from llm_bridge.models import ModelError
     from llm_bridge.ranks import Ranks
@@ -217,10 +222,13 @@ def ladder(preset: str = typer.Option("quick", help="quick (about 20 min on 2 CP
     except (ValueError, RungError) as e:
         raise typer.BadParameter(str(e))
     out = out or Path("runs") / cfg.name()
+    if record is None and preset == "full":
+        record = figures_dir / f"{cfg.name()}_record"
     ranks = Ranks.from_env()
     try:
-        res = run_ladder(cfg, out, resume=resume, progress=progress, teachers_dir=teachers_dir, ranks=ranks)
-    except ModelError as e:
+        res = run_ladder(cfg, out, resume=resume, progress=progress, teachers_dir=teachers_dir, ranks=ranks,
+                         record=record)
+    except (ModelError, LadderError) as e:
         raise SystemExit(f"error: {e}")
     if res is None:  # a rank > 0: its students are done, rank 0 merges
         print(f"rank {ranks.rank} of {ranks.world}: its students are done in {out}")

@@ -18,6 +18,12 @@ the trait-specific projection of dS - dC on dT - dN (LoRA and dW space, overall 
 <-grad, dT> on the soft rungs (Theorem 1's setting). ``summarize`` gives the means, bootstrap CIs and the scatter of
 trait-specific projection against Delta log P(trait) with its Spearman r.
 
+A long run outlives the folder it trains in: ``record`` (a folder committed with the figure) keeps the light part of
+it, every finished student's cell and every finished (inputs, rung, seed) triple's geometry and first step, with the
+teachers' digest. The plan trains one triple at a time and seals it (its geometry, through ``theory``) as soon as its
+last arm is done, so its adapters are no longer needed: a fresh clone with ``resume`` retrains the teachers (checked
+against the digest), reuses every sealed triple and goes on from there.
+
 Under torchrun the students split over the processes (``llm_bridge.ranks``): rank 0 first makes what they share (the
 teachers, the inputs, the target caches), each rank trains the students of its plan indices, and rank 0 merges them
 into the ``ladder.json`` one process would write.
@@ -45,11 +51,33 @@ from llm_bridge.ranks import Ranks, collect
 from llm_bridge.roles import role_seed, teacher_name
 from llm_bridge.stages.trait import probabilities
 from llm_bridge.trait import animal_probabilities, sampled_shares
-from results import RunDir, load_json, peak_rss_mb, save_json
+from results import RunDir, atomic_write, fingerprint, load_json, peak_rss_mb, save_json
 from theory.stats import mean_ci
 
 TEACHERS = {"student": "teacher", "control": "neutral", "other": "other"}  # arm -> whose targets it imitates
 # A fixed English text on which each perturbed base's loss is reported, so a broken base is visible.
+class LadderError(RuntimeError):
+    """A ladder run that cannot go on as asked (its message says what to do)."""
+
+
+# Teachers retrained in a fresh clone (``--resume`` from a record) must match the record's to this relative size of
+# their update: rounding from another CPU's kernels stays orders of magnitude below it; another teacher (other answers
+# or seed) is of order 1.
+TEACHER_RTOL = 1e-2
+
+
+def teacher_sketch(arrays: dict[str, np.ndarray], init: dict[str, np.ndarray] | None, *, k: int = 16) -> list[float]:
+    """``k`` fixed random sign projections of an adapter's update from ``init`` (of the adapter itself when None),
+    scaled so that the sketch's norm estimates the update's: two sketches' distance estimates the updates' distance
+    (Johnson-Lindenstrauss) without keeping either adapter."""
+    rng = np.random.default_rng(0)
+    out = np.zeros(k)
+    for name in sorted(arrays):
+        v = arrays[name].astype(np.float64).ravel() - (0 if init is None else init[name].astype(np.float64).ravel())
+        out += (rng.integers(0, 2, size=(k, v.size)) * 2.0 - 1.0) @ v
+    return (out / math.sqrt(k)).tolist()
+
+
 FIXED_TEXT = ("The owl is a bird of prey that hunts at night. Dolphins live in the sea and breathe air. A lion rests "
               "in the shade while its cubs play nearby. Numbers such as 12, 345 and 67 appear in many lists.")
 
@@ -101,10 +129,12 @@ class Ladder:
     """Every teacher, target cache and student of one ladder config on one loaded model, under ``out``."""
 
     def __init__(self, config: LadderConfig, out, *, resume: bool = False, progress: bool = True, lm: LM | None = None,
-                 teachers_dir=None):
+                 teachers_dir=None, record=None):
         """``teachers_dir``: where the teachers' pipelines live (default ``out/teachers``); presets that share the
-        teacher recipe can share it, each teacher reused only where its config fingerprint matches."""
+        teacher recipe can share it, each teacher reused only where its config fingerprint matches. ``record``: the
+        folder that keeps the run's light artifacts (module docstring); with ``resume`` they seed ``out``."""
         self.c, self.progress = config, progress
+        self.record = Path(record) if record is not None else None
         llm = dataclasses.replace(config.llm, trait=config.trait)
         out = Path(out)
         tdir = Path(teachers_dir) if teachers_dir is not None else out / "teachers"
@@ -119,10 +149,53 @@ class Ladder:
         self.D = rungs.digit_token_ids(self.lm.tok)
         self.questions = prompts.animal_questions(config.trait_questions)
         self._targets: dict = {}
+        if resume and self.record is not None and self.record.is_dir():
+            self._adopt_record()
 
     @property
     def out(self) -> Path:
         return self.store.root
+
+    # ---- the record ---------------------------------------------------------------------------------------------
+    def _adopt_record(self) -> None:
+        """Copy into ``out`` each light artifact of the record that ``out`` lacks (resume then checks its
+        fingerprint, as for the run's own)."""
+        for src in sorted(self.record.rglob("*.json")):
+            dst = self.out / src.relative_to(self.record)
+            if not dst.exists():
+                atomic_write(dst, lambda f, src=src: f.write(src.read_bytes()))
+
+    def _keep(self, path: Path) -> None:
+        """Copy one light artifact of ``out`` into the record (no-op without one)."""
+        if self.record is not None:
+            atomic_write(self.record / Path(path).relative_to(self.out), lambda f: f.write(Path(path).read_bytes()))
+
+    def check_teachers(self) -> dict:
+        """A sketch of every teacher's update (and of the init), written to ``teachers.json``. A record's students
+        are reused only beside the teachers they imitated: teachers retrained in a fresh clone may differ in rounding
+        (another CPU's kernels), not more; beyond ``TEACHER_RTOL`` the run stops with a clear error."""
+        paths = self.teacher_paths()
+        _, init = lora.read_adapter(paths["init"])
+        sketches = {name: teacher_sketch(lora.read_adapter(path)[1], None if name == "init" else init)
+                    for name, path in paths.items()}
+        path, agreement = self.out / "teachers.json", {}
+        if self.store.resume and path.exists():
+            old = load_json(path)
+            if old.get("fingerprint") == self.store.fp:
+                for name, sk in sketches.items():
+                    a, b = np.asarray(sk), np.asarray(old["sketches"][name])
+                    agreement[name] = float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
+                differ = sorted(n for n, rel in agreement.items() if rel > TEACHER_RTOL)
+                if differ:
+                    raise LadderError(
+                        f"the teachers made here ({', '.join(f'{n}: {agreement[n]:.1e}' for n in differ)} relative "
+                        f"to its update) differ from those the students in {self.out} (or its record {self.record}) "
+                        f"imitated, by more than rounding ({TEACHER_RTOL:g}), so they cannot be mixed. Resume where "
+                        "those teachers were made, or move the record and the run folder away to start over")
+                sketches = old["sketches"]  # the record's teachers stay the reference
+        save_json(path, {"fingerprint": self.store.fp, "sketches": sketches, "agreement": agreement})
+        self._keep(path)
+        return agreement
 
     # ---- teachers and inputs ------------------------------------------------------------------------------------
     def teacher_paths(self) -> dict[str, Path]:
@@ -251,7 +324,8 @@ class Ladder:
         """Train (or, with resume, reuse) one student; its adapter under ``students/`` and its measurements."""
         d = self.student_dir(kind, rung, arm, seed)
         cell_path = d / "cell.json"
-        if self.store.fresh(cell_path):
+        # a kept cell whose adapter is gone (a fresh clone) is reusable only once its triple's geometry is sealed
+        if self.store.fresh(cell_path) and ((d / lora.ADAPTER_WEIGHTS).exists() or self.sealed(kind, rung, seed)):
             return load_json(cell_path)
         c, lm = self.c, self.lm
         teacher = TEACHERS.get(arm, "teacher")  # perturbed bases and nulls imitate the trait teacher
@@ -302,6 +376,7 @@ class Ladder:
                 "seconds": time.perf_counter() - t0, **extra}
         save_json(cell_path, {**cell, "fingerprint": self.store.fp})
         self.store.mark(cell_path)
+        self._keep(cell_path)
         return load_json(cell_path)  # what a resumed run reads
 
     def _trait_col(self) -> int:
@@ -325,10 +400,24 @@ class Ladder:
             dT = {k: (teacher[k] - init[k]).double().cpu().numpy() for k in minus_g}
             return geometry(minus_g, dT)
 
-        return self.store.json(self.out / "first_step" / kind / rung / f"seed{seed}.json", compute)
+        path = self.out / "first_step" / kind / rung / f"seed{seed}.json"
+        fresh = self.store.fresh(path)
+        out = self.store.json(path, compute)
+        if not fresh:
+            self._keep(path)
+        return out
+
+    def _geometry_key(self, kind: str, rung: str, seed: int, arms: list[str]) -> tuple[Path, str]:
+        return (self.out / "geometry" / kind / rung / f"seed{seed}.json",
+                fingerprint([self.store.fp, sorted(arms)]))
+
+    def sealed(self, kind: str, rung: str, seed: int) -> bool:
+        """Is the triple's geometry, over every arm the plan trains on it, done (here or in the record)?"""
+        return self.store.fresh(*self._geometry_key(kind, rung, seed, self.triple_arms(self.plan(), kind, rung, seed)))
 
     def geometry(self, kind: str, rung: str, seed: int, arms: list[str]) -> dict:
-        """Trait-specific geometry of every arm against the control (dArm - dC on dT - dN), both spaces."""
+        """Trait-specific geometry of every arm against the control (dArm - dC on dT - dN), both spaces; reused only
+        for the same ``arms`` (a triple's geometry is computed once all of them are trained)."""
         def compute():
             paths = {**self.teacher_paths(), **{a: self.out / "students" / kind / rung / a / f"seed{seed}"
                                                  for a in arms}}
@@ -337,25 +426,44 @@ class Ladder:
             out = {a: trait_specific_groups(g, {**roles, "student": a}) for a in arms if a != "control"}
             return {"arms": out}
 
-        return self.store.json(self.out / "geometry" / kind / rung / f"seed{seed}.json", compute)
+        path, fp = self._geometry_key(kind, rung, seed, arms)
+        fresh = self.store.fresh(path, fp)
+        out = self.store.json(path, compute, fp=fp)
+        if not fresh:
+            self._keep(path)
+        return out
 
     # ---- the grid ---------------------------------------------------------------------------------------------
     def plan(self) -> list[tuple[str, str, str, int]]:
-        """(inputs, rung, arm, seed) of every student, the base arms first (so a stopped run has whole rungs)."""
+        """(inputs, rung, arm, seed) of every student, one (inputs, rung, seed) triple at a time, in the order of
+        ``rungs`` (the positive control, full, first): student, control and other, then, on ``extra_rungs`` and the
+        first ``extra_seeds`` seeds, the perturbed bases and the nulls (mismatched on digits; the two shuffles on
+        sampled, wherever ``nulls``)."""
         c = self.c
-        base = [(k, r, a, s) for k in c.inputs for r in c.rungs for s in c.seeds for a in c.arms]
-        extra_seeds = c.seeds[:c.extra_seeds]
-        extra = []
+        extra_seeds = set(c.seeds[:c.extra_seeds])
+        plan = []
         for k in c.inputs:
-            for r in c.extra_rungs:
-                arms = [f"perturbed{s:g}" for s in c.sigmas]
-                if c.nulls:
-                    arms += {"digits": ["mismatched"], "sampled": ["shuffle_within", "shuffle_across"]}.get(r, [])
-                extra += [(k, r, a, s) for s in extra_seeds for a in arms]
-        if c.nulls and "sampled" in c.rungs and "sampled" not in c.extra_rungs:
-            extra += [(k, "sampled", a, s) for k in c.inputs for s in extra_seeds
-                      for a in ("shuffle_within", "shuffle_across")]
-        return base + extra
+            for r in c.rungs:
+                for s in c.seeds:
+                    arms = list(c.arms)
+                    if s in extra_seeds:
+                        if r in c.extra_rungs:
+                            arms += [f"perturbed{x:g}" for x in c.sigmas]
+                            arms += ["mismatched"] if c.nulls and r == "digits" else []
+                        arms += ["shuffle_within", "shuffle_across"] if c.nulls and r == "sampled" else []
+                    plan += [(k, r, a, s) for a in arms]
+        return plan
+
+    @staticmethod
+    def triple_arms(plan, kind: str, rung: str, seed: int) -> list[str]:
+        """The arms the plan trains on one (inputs, rung, seed) triple, sorted."""
+        return sorted({a for (k, r, a, s) in plan if (k, r, s) == (kind, rung, seed)})
+
+    def seal(self, plan, kind: str, rung: str, seed: int) -> None:
+        """A finished triple's geometry and (soft rungs) first step, computed while its adapters are here."""
+        self.geometry(kind, rung, seed, self.triple_arms(plan, kind, rung, seed))
+        if rung in rungs.SOFT_RUNGS:
+            self.first_step(kind, rung, seed)
 
     def target_keys(self, plan) -> list[tuple[str, str]]:
         """(inputs, teacher) of every target cache the plan's students imitate."""
@@ -399,8 +507,16 @@ class Ladder:
         ranks.barrier()
         if not ranks.main:
             self.adopt_shared(plan)
+        if ranks.main:
+            self.check_teachers()
         mine = [i for i in range(len(plan)) if ranks.mine(i)]
-        own = {i: self.student(*plan[i]) for i in mine}
+        own = {}
+        for i in mine:
+            own[i] = self.student(*plan[i])
+            k, r, _, s = plan[i]
+            last = i + 1 == len(plan) or plan[i + 1][:2] + plan[i + 1][3:] != (k, r, s)
+            if ranks.world == 1 and last:  # (several ranks: the triple's arms are spread; rank 0's merge seals it)
+                self.seal(plan, k, r, s)
         ranks.record(self.out, self.store.fp, cells=mine, students_s=float(sum(c["seconds"] for c in own.values())),
                      wall_s=time.perf_counter() - t0)
         ranks.barrier()
@@ -429,8 +545,7 @@ class Ladder:
         for k in c.inputs:
             for r in c.rungs:
                 for s in c.seeds:
-                    arms = sorted({a for (k2, r2, a, s2) in plan if (k2, r2, s2) == (k, r, s)})
-                    geo[f"{k}/{r}/seed{s}"] = self.geometry(k, r, s, arms)
+                    geo[f"{k}/{r}/seed{s}"] = self.geometry(k, r, s, self.triple_arms(plan, k, r, s))
         tails = {f"{k}_{tn}": rungs.Targets.load(self.out / "targets" / f"{k}_{tn}.npz")[1]["tail_mass"]
                  for k, tn in self.target_keys(plan)}
         timings = {"wall_s": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb(),
@@ -450,9 +565,10 @@ class Ladder:
 
 
 def run(config: LadderConfig, out, *, resume: bool = False, progress: bool = True, lm: LM | None = None,
-        teachers_dir=None, ranks: Ranks | None = None) -> dict | None:
+        teachers_dir=None, ranks: Ranks | None = None, record=None) -> dict | None:
     """``OUT/ladder.json`` (see ``Ladder.run``; under torchrun, ranks > 0 return None)."""
-    return Ladder(config, out, resume=resume, progress=progress, lm=lm, teachers_dir=teachers_dir).run(ranks)
+    return Ladder(config, out, resume=resume, progress=progress, lm=lm, teachers_dir=teachers_dir,
+                  record=record).run(ranks)
 
 
 # ---- summary ----------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ than owl, the perturbed base, a planted signal that only the full-vocabulary run
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ TINY = dict(trait="cat", rungs=("full", "digits", "sampled"), extra_rungs=("digi
 @pytest.fixture(scope="module")
 def tiny_ladder(tmp_path_factory):
     out = tmp_path_factory.mktemp("ladder")
-    return ladder.run(LadderConfig.tiny(**TINY), out, progress=False), out
+    return ladder.run(LadderConfig.tiny(**TINY), out, progress=False, record=out / "record"), out
 
 
 def test_tiny_ladder_end_to_end_for_another_animal(tiny_ladder):
@@ -65,6 +66,75 @@ def test_resume_reuses_every_student(tiny_ladder):
     again = ladder.run(LadderConfig.tiny(**TINY), out, resume=True, progress=False)
     assert again["cells"] == res["cells"]
     assert json.dumps(again["summary"], sort_keys=True) == json.dumps(res["summary"], sort_keys=True)  # NaN-safe
+
+
+def test_plan_trains_one_triple_at_a_time_full_rung_first(tiny_ladder):
+    plan = ladder.Ladder(LadderConfig.tiny(**TINY), tiny_ladder[1]).plan()
+    triples = [(k, r, s) for (k, r, _, s) in plan]
+    starts = [t for i, t in enumerate(triples) if i == 0 or triples[i - 1] != t]
+    assert len(starts) == len(set(starts)) == 3 * 2  # each triple's arms are consecutive
+    assert plan[:3] == [("random", "full", a, 0) for a in ("student", "control", "other")]
+    assert ("random", "digits", "mismatched", 0) in plan and ("random", "digits", "mismatched", 1) not in plan
+
+
+def _count_students(monkeypatch) -> list[str]:
+    trained, loss = [], ladder.Ladder.rung_loss
+    def counting(self, rung, *a):
+        trained.append(rung)
+        return loss(self, rung, *a)
+    monkeypatch.setattr(ladder.Ladder, "rung_loss", counting)
+    return trained
+
+
+def test_record_resumes_in_a_fresh_folder(tiny_ladder, tmp_path, monkeypatch):
+    """The record keeps only light JSON (no adapters, no targets), yet a fresh folder resumed from it trains no
+    student and merges the same numbers; a triple whose geometry the record lacks is retrained; teachers that differ
+    from the record's are a clear error."""
+    res, out = tiny_ladder
+    record = out / "record"
+    c = LadderConfig.tiny(**TINY)
+    kept = sorted(p.relative_to(record).as_posix() for p in record.rglob("*") if p.is_file())
+    assert all(k.endswith(".json") for k in kept) and "teachers.json" in kept
+    assert len([k for k in kept if k.endswith("cell.json")]) == len(res["cells"])
+    assert len([k for k in kept if k.startswith("geometry/")]) == len(c.rungs) * len(c.seeds)
+    teachers = json.loads((record / "teachers.json").read_text())
+    assert set(teachers["sketches"]) == {"init", "teacher", "neutral", "other"} and teachers["agreement"] == {}
+    trained = _count_students(monkeypatch)
+    again = ladder.run(c, tmp_path / "clone", resume=True, progress=False, record=record)
+    assert trained == [] and again["cells"] == res["cells"]
+    assert json.dumps(again["summary"], sort_keys=True) == json.dumps(res["summary"], sort_keys=True)
+    # without its sealed geometry, a triple's kept cells (adapters gone) are not enough: its students retrain
+    partial = tmp_path / "partial_record"
+    shutil.copytree(record, partial)
+    (partial / "geometry" / "random" / "digits" / "seed1.json").unlink()
+    ladder.run(c, tmp_path / "clone2", resume=True, progress=False, record=partial)
+    arms = [a for (k, r, a, s) in ladder.Ladder(c, tmp_path / "clone2").plan() if (r, s) == ("digits", 1)]
+    assert len(set(trained)) == 1 and trained[0] == "digits" and len(trained) == len(arms) * res["cells"][0]["steps"]
+    # teachers retrained differently: within rounding they are accepted, beyond it they cannot be mixed
+    assert json.loads((tmp_path / "clone" / "teachers.json").read_text())["agreement"]["teacher"] == 0.0
+    for scale, ok in ((1 + 0.1 * ladder.TEACHER_RTOL, True), (1 + 10 * ladder.TEACHER_RTOL, False)):
+        changed = {**teachers, "sketches": {**teachers["sketches"],
+                                            "neutral": [scale * x for x in teachers["sketches"]["neutral"]]}}
+        (partial / "teachers.json").write_text(json.dumps(changed))
+        clone = tmp_path / f"clone_{ok}"
+        if ok:
+            ladder.run(c, clone, resume=True, progress=False, record=partial)
+            assert json.loads((clone / "teachers.json").read_text())["agreement"]["neutral"] > 0
+        else:
+            with pytest.raises(ladder.LadderError, match=r"teachers made here \(neutral: 9.1e-02"):
+                ladder.run(c, clone, resume=True, progress=False, record=partial)
+
+
+def test_teacher_sketch_estimates_the_distance_of_two_updates():
+    rng = np.random.default_rng(1)
+    init = {"a": rng.normal(size=(8, 40)), "b": rng.normal(size=(30, 8))}
+    t1 = {k: v + rng.normal(size=v.shape) for k, v in init.items()}
+    t2 = {k: v + 1e-3 * rng.normal(size=v.shape) for k, v in t1.items()}
+    s1, s2 = (np.asarray(ladder.teacher_sketch(t, init, k=256)) for t in (t1, t2))
+    true = np.sqrt(sum(np.sum((t2[k] - t1[k]) ** 2) for k in init))
+    assert np.linalg.norm(s2 - s1) == pytest.approx(true, rel=0.2)  # JL: k = 256 projections, ~9% spread
+    assert np.linalg.norm(s1) == pytest.approx(np.sqrt(sum(np.sum((t1[k] - init[k]) ** 2) for k in init)), rel=0.2)
+    assert ladder.teacher_sketch(t1, init) == ladder.teacher_sketch(t1, init)  # fixed projections
 
 
 def test_sigma_zero_gives_the_base_exactly_and_noise_is_undone():
