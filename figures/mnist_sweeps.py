@@ -74,22 +74,27 @@ def plot(data: dict, png_path) -> Path:
 
 
 def _plot_alignment(data: dict, png_path, title) -> Path:
-    fig, ax = plt.subplots(figsize=(7, 4))
+    # two panels: the aux-only cosines are ~100x smaller than the all-logit ones and vanish on a shared axis
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     cell = data["cells"][0]
-    for st in ("aux_same", "aux_other", "all_same", "all_other"):
-        curve = cell["students"][st]["alignment_curve"]
-        m = np.asarray(curve["mean"])
-        steps = np.arange(1, len(m) + 1)
-        color, label = STYLE[st]
-        ax.plot(steps, m, color=color, label=label, alpha=1.0 if st.startswith("aux") else 0.4)
-        ci = np.array([[np.nan, np.nan] if c[0] is None else c for c in curve["ci95"]], float)
-        ax.fill_between(steps, ci[:, 0], ci[:, 1], color=color, alpha=0.15)
-    ax.axhline(0, color="0.5", lw=0.8)
-    ax.set_xscale("log")
-    ax.set_xlabel("student step")
-    ax.set_ylabel("cos(grad L_S, grad L_T) at the student")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
+    panels = ((axes[0], ("aux_same", "aux_other"), "(a) aux-only students (the subliminal case)"),
+              (axes[1], ("all_same", "all_other"), "(b) all-logit students (the positive control)"))
+    for ax, students, sub in panels:
+        for st in students:
+            curve = cell["students"][st]["alignment_curve"]
+            m = np.asarray(curve["mean"])
+            steps = np.arange(1, len(m) + 1)
+            color, label = STYLE[st]
+            ax.plot(steps, m, color=color, label=f"{label} (mean over steps {np.nanmean(m):+.4f})")
+            ci = np.array([[np.nan, np.nan] if c[0] is None else c for c in curve["ci95"]], float)
+            ax.fill_between(steps, ci[:, 0], ci[:, 1], color=color, alpha=0.15)
+        ax.axhline(0, color="0.5", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("student step")
+        ax.set_title(sub, fontsize=9)
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("cos(grad L_S, grad L_T) at the student")
+    fig.suptitle(title, fontsize=10)
     return save_figure(fig, png_path)
 
 
@@ -101,7 +106,9 @@ def plot_map(data: dict, png_path) -> Path:
     preds = list(data["correlations"]) or ["first_step_projection", "total_update_cos"]
     fig, axes = plt.subplots(1, len(preds), figsize=(5.5 * len(preds), 4.2), squeeze=False)
     sweeps = sorted({p["sweep"] for p in data["points"]})
-    colors = {s: f"C{i % 10}" for i, s in enumerate(sweeps)}
+    # up to 10 sweeps: the default cycle; beyond it, tab20's dark hues and then its light ones (no colour repeats)
+    tab20 = plt.get_cmap("tab20")
+    colors = {s: f"C{i}" if len(sweeps) <= 10 else tab20((2 * i) % 20 + (2 * i) // 20) for i, s in enumerate(sweeps)}
     names = {"first_step_projection": "first-step gradient projection on dT, <-g, dT> / |dT|^2 (Lemma 1)",
              "first_step_cos": "cos(first gradient step, dT)",
              "total_update_cos": "cos(whole student update, dT)"}
@@ -151,7 +158,8 @@ def draw_map(preset: str, out=FIGURES_DIR, *, seed: int = 0):
     done = sweeps.load_sweeps(out, preset, seed)
     if not done:
         return None
-    m = {**sweeps.transfer_map(done), "preset": preset, "sweeps": [d["sweep"] for d in done]}
+    m = {**sweeps.transfer_map(done), "preset": preset,  # the sweeps it pools (not the figure-only ones)
+         "sweeps": [d["sweep"] for d in done if d["sweep"] not in sweeps.MAP_EXCLUDE]}
     stem = f"mnist_transfer_map_{preset}_seed{seed}"
     return save_then_plot(m, Path(out) / f"{stem}.json", Path(out) / f"{stem}.png", plot_map)
 

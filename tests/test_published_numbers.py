@@ -10,6 +10,7 @@ import json
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -266,6 +267,16 @@ def sweep_claims():
                                             f"{s['total_update_cos']['mean']:.2f}" for s in same)
         minutes = "unknown" if data.get("compute_s") is None else f"{data['compute_s'] / 60:.0f}"
         yield "paper_notes.md", f"`figures/{path.stem}`; {minutes} min of compute"
+        if data["sweep"] == "alignment":  # the per-step cosines its row and README quote
+            curves = {st: np.asarray(cells[0]["students"][st]["alignment_curve"]["mean"], float)
+                      for st in ("aux_same", "aux_other")}
+            same, other = curves["aux_same"], curves["aux_other"]
+            for doc_name in ("paper_notes.md", "README.md"):
+                yield doc_name, f"positive cosine with the teacher's task gradient (mean {same.mean():+.4f})" \
+                    if doc_name == "README.md" else f"positive at all {len(same)} steps (mean {same.mean():+.4f}"
+                yield doc_name, f"different-init student's averages {other.mean():+.4f}"
+            assert (same > 0).all()  # "at all ... steps" / "at every one of the ... steps"
+            yield "README.md", f"at every one of the {len(same)} student steps"
 
 
 def map_claims():
