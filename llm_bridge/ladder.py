@@ -438,12 +438,14 @@ class Ladder:
         """(inputs, rung, arm, seed) of every student, one (inputs, rung, seed) triple at a time, in the order of
         ``rungs`` (the positive control, full, first): student, control and other, then, on ``extra_rungs`` and the
         first ``extra_seeds`` seeds, the perturbed bases and the nulls (mismatched on digits; the two shuffles on
-        sampled, wherever ``nulls``)."""
+        sampled, wherever ``nulls``). Within a rung the short triples (base arms only) come first: a run stopped
+        mid-triple loses that triple's students (their adapters), so short triples seal more often."""
         c = self.c
         extra_seeds = set(c.seeds[:c.extra_seeds])
         plan = []
         for k in c.inputs:
             for r in c.rungs:
+                triples = []
                 for s in c.seeds:
                     arms = list(c.arms)
                     if s in extra_seeds:
@@ -451,7 +453,8 @@ class Ladder:
                             arms += [f"perturbed{x:g}" for x in c.sigmas]
                             arms += ["mismatched"] if c.nulls and r == "digits" else []
                         arms += ["shuffle_within", "shuffle_across"] if c.nulls and r == "sampled" else []
-                    plan += [(k, r, a, s) for a in arms]
+                    triples.append([(k, r, a, s) for a in arms])
+                plan += [x for t in sorted(triples, key=len) for x in t]  # (stable: seed order among equals)
         return plan
 
     @staticmethod

@@ -74,6 +74,10 @@ def test_plan_trains_one_triple_at_a_time_full_rung_first(tiny_ladder):
     starts = [t for i, t in enumerate(triples) if i == 0 or triples[i - 1] != t]
     assert len(starts) == len(set(starts)) == 3 * 2  # each triple's arms are consecutive
     assert plan[:3] == [("random", "full", a, 0) for a in ("student", "control", "other")]
+    # on digits (an extra rung) seed 1 has only the base arms (extra_seeds = 1): its short triple comes first
+    digits = [(a, s) for (_, r, a, s) in plan if r == "digits"]
+    assert digits[:4] == [("student", 1), ("control", 1), ("other", 1), ("student", 0)]
+    assert [r for (_, r, _, _) in plan] == sorted((r for (_, r, _, _) in plan), key=TINY["rungs"].index)
     assert ("random", "digits", "mismatched", 0) in plan and ("random", "digits", "mismatched", 1) not in plan
 
 
