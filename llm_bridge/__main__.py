@@ -199,7 +199,9 @@ def ladder(preset: str = typer.Option("quick", help="quick (about 20 min on 2 CP
            record: Path | None = typer.Option(None, help="the folder that keeps the run's light record (each "
                                               "finished student's cell, each finished triple's geometry and first "
                                               "step, the teachers' digest), from which --resume continues in a fresh "
-                                              "clone; default FIGURES_DIR/NAME_record for full, none otherwise")):
+                                              "clone; default FIGURES_DIR/NAME_record for full, none otherwise"),
+           report: bool = typer.Option(False, "--report", help="train nothing: print what the record's finished "
+                                       "triples say so far (a long run's progress, from any clone)")):
     """The logit ladder, a positive control for the diagnostic: students imitate the trait teacher on number
     sequences over the whole vocabulary (full), without the animal words (no-trait-words), over digits only
     (digits), or on sampled digits (sampled), against neutral and other-animal controls (llm_bridge.ladder);
@@ -224,6 +226,18 @@ def ladder(preset: str = typer.Option("quick", help="quick (about 20 min on 2 CP
     out = out or Path("runs") / cfg.name()
     if record is None and preset == "full":
         record = figures_dir / f"{cfg.name()}_record"
+    if report:
+        from llm_bridge.ladder import record_summary
+
+        if record is None:
+            raise typer.BadParameter("--report reads a record: pass --record (full has a default)")
+        try:
+            summary = record_summary(cfg, record)
+        except LadderError as e:
+            raise SystemExit(f"error: {e}")
+        print(f"{record}: {summary['n_students']} students in {len(summary['triples'])} finished triples")
+        _print_ladder(summary, trait)
+        return
     ranks = Ranks.from_env()
     try:
         res = run_ladder(cfg, out, resume=resume, progress=progress, teachers_dir=teachers_dir, ranks=ranks,
@@ -234,14 +248,22 @@ def ladder(preset: str = typer.Option("quick", help="quick (about 20 min on 2 CP
         print(f"rank {ranks.rank} of {ranks.world}: its students are done in {out}")
         return
     jp, png = llm_ladder_fig.main(Path(out) / "ladder.json", figures_dir, name=cfg.name())
-    for key, row in res["summary"]["by_arm"].items():
-        vs = row.get("log_ratio_vs_control")
-        vs_text = f"  log ratio vs control {vs['mean']:+.3f} (95% CI {vs['ci95']})" if vs else ""
-        print(f"{key:<32} P({trait}) {row['p_trait']['mean']:.3g}{vs_text}")
-    sc = res["summary"]["scatter"]
-    if "spearman_r" in sc:
-        print(f"Spearman r(trait-specific projection, dlog P) = {sc['spearman_r']:+.3f} over {sc['n']} students")
+    _print_ladder(res["summary"], trait)
     print(f"wall {res['timings']['wall_s']:.0f} s; wrote {Path(out) / 'ladder.json'}, {jp}, {png}")
+
+
+def _print_ladder(summary: dict, trait: str) -> None:
+    for key, row in summary["by_arm"].items():
+        text = ""
+        for ref in ("control", "other"):
+            vs = row.get(f"log_ratio_vs_{ref}")
+            if vs:
+                text += f"  log ratio vs {ref} {vs['mean']:+.3f} [{vs['ci95'][0]:+.3f}, {vs['ci95'][1]:+.3f}]"
+        print(f"{key:<32} P({trait}) {row['p_trait']['mean']:.3g}{text}")
+    sc = summary["scatter"]
+    if "spearman_r" in sc:
+        print(f"Spearman r(trait-specific projection, dlog P) = {sc['spearman_r']:+.3f} "
+              f"[{sc['ci95'][0]:+.3f}, {sc['ci95'][1]:+.3f}] over {sc['n']} students")
 
 
 @app.command()

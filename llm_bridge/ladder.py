@@ -574,6 +574,29 @@ def run(config: LadderConfig, out, *, resume: bool = False, progress: bool = Tru
                   record=record).run(ranks)
 
 
+def record_summary(config: LadderConfig, record) -> dict:
+    """``summarize`` over the triples a record has sealed so far: a long run's progress, readable from any clone
+    without a model (the figure waits for the whole grid). Cells of unsealed triples are left out."""
+    record = Path(record)
+    if not record.is_dir():
+        raise LadderError(f"no record at {record}; a full run writes it (python -m llm_bridge ladder --preset full)")
+
+    def triple(path: Path) -> str:  # geometry/INPUTS/RUNG/seedS.json -> INPUTS/RUNG/seedS
+        return f"{path.parent.parent.name}/{path.parent.name}/{path.stem}"
+
+    geo = {triple(q): load_json(q) for q in sorted((record / "geometry").glob("*/*/seed*.json"))}
+    first = {triple(q): load_json(q) for q in sorted((record / "first_step").glob("*/*/seed*.json"))}
+    cells = [load_json(q) for q in sorted((record / "students").glob("*/*/*/seed*/cell.json"))]
+    stale = sorted({c["fingerprint"] for c in cells} - {config.fingerprint()})
+    if stale:
+        raise LadderError(f"{record} holds cells of other settings (fingerprints {stale}, this config's is "
+                          f"{config.fingerprint()}): pass the record of this config")
+    cells = [c for c in cells if f"{c['inputs']}/{c['rung']}/seed{c['seed']}" in geo]
+    result = {"trait": config.trait, "animals": list(prompts.ANIMALS), "cells": cells, "geometry": geo,
+              "first_step": {k: v for k, v in first.items() if k in geo}}
+    return {"triples": sorted(geo), "n_students": len(cells), **summarize(result)}
+
+
 # ---- summary ----------------------------------------------------------------------------------------------------
 
 

@@ -111,6 +111,15 @@ def test_record_resumes_in_a_fresh_folder(tiny_ladder, tmp_path, monkeypatch):
     partial = tmp_path / "partial_record"
     shutil.copytree(record, partial)
     (partial / "geometry" / "random" / "digits" / "seed1.json").unlink()
+    # the record's report: every finished triple's numbers, without a model; an unsealed triple is left out
+    full = ladder.record_summary(c, record)
+    assert json.dumps(full["by_arm"], sort_keys=True) == json.dumps(res["summary"]["by_arm"], sort_keys=True)
+    assert full["n_students"] == len(res["cells"]) and len(full["triples"]) == len(c.rungs) * len(c.seeds)
+    part = ladder.record_summary(c, partial)
+    assert "random/digits/seed1" not in part["triples"] and part["by_arm"]["random/digits/student"]["seeds"] == [0]
+    report = CliRunner().invoke(app, ["ladder", "--preset", "tiny", "--trait", "cat", "--record", str(record),
+                                      "--report"])
+    assert report.exit_code != 0 and "holds cells of other settings" in report.output  # CLI tiny != TINY
     ladder.run(c, tmp_path / "clone2", resume=True, progress=False, record=partial)
     arms = [a for (k, r, a, s) in ladder.Ladder(c, tmp_path / "clone2").plan() if (r, s) == ("digits", 1)]
     assert len(set(trained)) == 1 and trained[0] == "digits" and len(trained) == len(arms) * res["cells"][0]["steps"]
