@@ -120,6 +120,48 @@ def ladder_claims():
                                  f"{ot['dW']['proj_diff_specific']['mean']:.4f} |")
 
 
+def ladder_full_claims():
+    """paper_notes' progress of the full ladder: the numbers of the rungs its committed record has finished, read
+    back through ``llm_bridge.ladder.record_summary`` (they change as the record grows; this keeps the text in step)."""
+    from llm_bridge.config import LadderConfig
+    from llm_bridge.ladder import record_summary
+
+    c = LadderConfig.paper()
+    record = ROOT / "figures" / f"{c.name()}_record"
+    if not record.is_dir():
+        return
+    s = record_summary(c, record)
+    by = s["by_arm"]
+
+    def r(x):
+        return f"{x['mean']:+.2f} [{x['ci95'][0]:+.2f}, {x['ci95'][1]:+.2f}]"
+
+    yield "paper_notes.md", f"{s['n_students']} students in {len(s['triples'])} finished triples"
+    st, co, ot = (by[f"random/full/{a}"] for a in ("student", "control", "other"))
+    yield "paper_notes.md", (f"P(owl) is {st['p_trait']['mean']:.2e} against the neutral control's "
+                             f"{co['p_trait']['mean']:.2e} and the cat student's {ot['p_trait']['mean']:.2e}")
+    for doc_name in ("paper_notes.md", "README.md"):
+        yield doc_name, (f"log ratio {r(st['log_ratio_vs_control'])} against the control and "
+                         f"{r(st['log_ratio_vs_other'])} against the other-trait control")
+    rates = [x["contains_rate"] for x in (st, co)]
+    for x in rates:
+        yield "paper_notes.md", f"{pct(x['mean'])}% [{pct(x['ci95'][0])}, {pct(x['ci95'][1])}]"
+    proj = st["dW"]["proj_diff_specific"]
+    yield "paper_notes.md", (f"{proj['mean']:.4f} [{proj['ci95'][0]:.4f}, {proj['ci95'][1]:.4f}] against the cat "
+                             f"student's {ot['dW']['proj_diff_specific']['mean']:.4f}")
+    fs = s["first_step"]["random/full"]
+    yield "paper_notes.md", (f"{fs['cos']['mean']:.3f} [{fs['cos']['ci95'][0]:.3f}, {fs['cos']['ci95'][1]:.3f}], "
+                             f"non-negative on {round(fs['fraction_nonnegative'] * fs['n'])} of {fs['n']} seeds")
+    pert = [by[f"random/full/perturbed{x}"] for x in ("0.01", "0.03", "0.1")]
+    yield "paper_notes.md", " / ".join(f"{x['log_ratio_vs_control']['mean']:+.2f}" for x in pert[:2]) + \
+        f" / {r(pert[2]['log_ratio_vs_control'])} against the control"
+    yield "paper_notes.md", " / ".join(f"{x['perturbed_base_p_trait']['mean']:.1e}" for x in pert)
+    yield "paper_notes.md", " / ".join(f"{x['perturbed_base_text_nll']['mean']:.3f}" for x in pert)
+    sc = s["scatter"]
+    yield "paper_notes.md", (f"Spearman r {sc['spearman_r']:+.2f} [{sc['ci95'][0]:+.2f}, {sc['ci95'][1]:+.2f}] over "
+                             f"{sc['n']} non-control students")
+
+
 def mnist_claims():
     m = load(MNIST)
     s, t = m["summary"], m["timings"]
@@ -305,8 +347,8 @@ def speed_claims():
                                  f"{m['bf16_speedup']:.2f}x | {m['loss_rel_diff']:.1e} relative |")
 
 
-CLAIMS = [*theory_claims(), *optimizer_claims(), *ladder_claims(), *mnist_claims(), *study_claims(), *llm_claims(),
-          *speed_claims(), *sweep_claims(), *map_claims()]
+CLAIMS = [*theory_claims(), *optimizer_claims(), *ladder_claims(), *ladder_full_claims(), *mnist_claims(),
+          *study_claims(), *llm_claims(), *speed_claims(), *sweep_claims(), *map_claims()]
 
 
 @pytest.mark.parametrize("document,text", CLAIMS, ids=[f"{d}:{t[:50]}" for d, t in CLAIMS])
