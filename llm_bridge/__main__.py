@@ -198,8 +198,8 @@ def ladder(preset: str = typer.Option("quick", help="quick (about 20 min on 2 CP
                                              "and a matching config fingerprint)"),
            record: Path | None = typer.Option(None, help="the folder that keeps the run's light record (each "
                                               "finished student's cell, each finished triple's geometry and first "
-                                              "step, the teachers' digest), from which --resume continues in a fresh "
-                                              "clone; default FIGURES_DIR/NAME_record for full, none otherwise"),
+                                              "step, a sketch of the teachers), from which --resume continues in a "
+                                              "fresh clone; default FIGURES_DIR/NAME_record for full, none otherwise"),
            report: bool = typer.Option(False, "--report", help="train nothing: print what the record's finished "
                                        "triples say so far (a long run's progress, from any clone)")):
     """The logit ladder, a positive control for the diagnostic: students imitate the trait teacher on number

@@ -19,10 +19,11 @@ the trait-specific projection of dS - dC on dT - dN (LoRA and dW space, overall 
 trait-specific projection against Delta log P(trait) with its Spearman r.
 
 A long run outlives the folder it trains in: ``record`` (a folder committed with the figure) keeps the light part of
-it, every finished student's cell and every finished (inputs, rung, seed) triple's geometry and first step, with the
-teachers' digest. The plan trains one triple at a time and seals it (its geometry, through ``theory``) as soon as its
-last arm is done, so its adapters are no longer needed: a fresh clone with ``resume`` retrains the teachers (checked
-against the digest), reuses every sealed triple and goes on from there.
+it, every finished student's cell and every finished (inputs, rung, seed) triple's geometry and first step, with a
+sketch of the teachers. The plan trains one triple at a time and seals it (its geometry, through ``theory``) as soon
+as its last arm is done, so its adapters are no longer needed: a fresh clone with ``resume`` retrains the teachers
+(checked against the sketch), reuses every sealed triple and goes on from there. ``record_summary`` reads a record's
+finished triples without a model.
 
 Under torchrun the students split over the processes (``llm_bridge.ranks``): rank 0 first makes what they share (the
 teachers, the inputs, the target caches), each rank trains the students of its plan indices, and rank 0 merges them
