@@ -158,8 +158,7 @@ def draw_map(preset: str, out=FIGURES_DIR, *, seed: int = 0):
     done = sweeps.load_sweeps(out, preset, seed)
     if not done:
         return None
-    m = {**sweeps.transfer_map(done), "preset": preset,  # the sweeps it pools (not the figure-only ones)
-         "sweeps": [d["sweep"] for d in done if d["sweep"] not in sweeps.MAP_EXCLUDE]}
+    m = {**sweeps.transfer_map(done), "preset": preset}
     stem = f"mnist_transfer_map_{preset}_seed{seed}"
     return save_then_plot(m, Path(out) / f"{stem}.json", Path(out) / f"{stem}.png", plot_map)
 

@@ -171,6 +171,14 @@ class Ladder:
         if self.record is not None:
             atomic_write(self.record / Path(path).relative_to(self.out), lambda f: f.write(Path(path).read_bytes()))
 
+    def _kept_json(self, path: Path, compute, *, fp: str | None = None) -> dict:
+        """``store.json``, and a newly computed artifact copied into the record."""
+        fresh = self.store.fresh(path, fp)
+        out = self.store.json(path, compute, fp=fp)
+        if not fresh:
+            self._keep(path)
+        return out
+
     def check_teachers(self) -> dict:
         """A sketch of every teacher's update (and of the init), written to ``teachers.json``. A record's students
         are reused only beside the teachers they imitated: teachers retrained in a fresh clone may differ in rounding
@@ -401,12 +409,7 @@ class Ladder:
             dT = {k: (teacher[k] - init[k]).double().cpu().numpy() for k in minus_g}
             return geometry(minus_g, dT)
 
-        path = self.out / "first_step" / kind / rung / f"seed{seed}.json"
-        fresh = self.store.fresh(path)
-        out = self.store.json(path, compute)
-        if not fresh:
-            self._keep(path)
-        return out
+        return self._kept_json(self.out / "first_step" / kind / rung / f"seed{seed}.json", compute)
 
     def _geometry_key(self, kind: str, rung: str, seed: int, arms: list[str]) -> tuple[Path, str]:
         return (self.out / "geometry" / kind / rung / f"seed{seed}.json",
@@ -428,11 +431,7 @@ class Ladder:
             return {"arms": out}
 
         path, fp = self._geometry_key(kind, rung, seed, arms)
-        fresh = self.store.fresh(path, fp)
-        out = self.store.json(path, compute, fp=fp)
-        if not fresh:
-            self._keep(path)
-        return out
+        return self._kept_json(path, compute, fp=fp)
 
     # ---- the grid ---------------------------------------------------------------------------------------------
     def plan(self) -> list[tuple[str, str, str, int]]:

@@ -213,9 +213,8 @@ def transfer_map(sweeps: list[dict], *, predictors=("first_step_projection", "fi
     cells of different sweeps count once (one fingerprint, one run folder). The same, over the same-init students
     alone, in ``correlations_same_init``."""
     seen, points = set(), []
-    for sw in sweeps:
-        if sw["sweep"] in MAP_EXCLUDE:
-            continue
+    pooled = [sw for sw in sweeps if sw["sweep"] not in MAP_EXCLUDE]
+    for sw in pooled:
         for cell in sw["cells"]:
             if "diverged" in cell or cell["fingerprint"] in seen:
                 continue
@@ -228,7 +227,7 @@ def transfer_map(sweeps: list[dict], *, predictors=("first_step_projection", "fi
     same = [p for p in points if p["student"] == "aux_same"]
     # Pooled, most of the rank correlation is the split between shared and different inits (the latter at chance);
     # among the same-init students alone it asks whether the quantity predicts how MUCH transfers.
-    return {"points": points, "n": len(points), "n_cells": len(seen),
+    return {"sweeps": [sw["sweep"] for sw in pooled], "points": points, "n": len(points), "n_cells": len(seen),
             "correlations": _spearman_by_cell(points, predictors, n_boot, seed),
             "n_same_init": len(same), "correlations_same_init": _spearman_by_cell(same, predictors, n_boot, seed)}
 

@@ -143,8 +143,7 @@ def ladder_full_claims():
     for doc_name in ("paper_notes.md", "README.md"):
         yield doc_name, (f"log ratio {r(st['log_ratio_vs_control'])} against the control and "
                          f"{r(st['log_ratio_vs_other'])} against the other-trait control")
-    rates = [x["contains_rate"] for x in (st, co)]
-    for x in rates:
+    for x in (st["contains_rate"], co["contains_rate"]):
         yield "paper_notes.md", f"{pct(x['mean'])}% [{pct(x['ci95'][0])}, {pct(x['ci95'][1])}]"
     proj = st["dW"]["proj_diff_specific"]
     yield "paper_notes.md", (f"{proj['mean']:.4f} [{proj['ci95'][0]:.4f}, {proj['ci95'][1]:.4f}] against the cat "
@@ -313,11 +312,11 @@ def sweep_claims():
             curves = {st: np.asarray(cells[0]["students"][st]["alignment_curve"]["mean"], float)
                       for st in ("aux_same", "aux_other")}
             same, other = curves["aux_same"], curves["aux_other"]
+            assert (same > 0).all()  # what "at all ... steps" / "at every one of the ... steps" say
+            yield "paper_notes.md", f"positive at all {len(same)} steps (mean {same.mean():+.4f}"
+            yield "README.md", f"positive cosine with the teacher's task gradient (mean {same.mean():+.4f})"
             for doc_name in ("paper_notes.md", "README.md"):
-                yield doc_name, f"positive cosine with the teacher's task gradient (mean {same.mean():+.4f})" \
-                    if doc_name == "README.md" else f"positive at all {len(same)} steps (mean {same.mean():+.4f}"
                 yield doc_name, f"different-init student's averages {other.mean():+.4f}"
-            assert (same > 0).all()  # "at all ... steps" / "at every one of the ... steps"
             yield "README.md", f"at every one of the {len(same)} student steps"
 
 
