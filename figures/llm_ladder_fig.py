@@ -5,8 +5,8 @@ Compute = ``python -m llm_bridge ladder`` (its ``ladder.json``), condensed here 
 (a) log P(trait) of each arm minus the neutral control's, per rung, mean and 95% CI over seeds; (b) -log P(trait)
 along the student's steps (shared by rung: the MNIST L_T panel's analogue); (c) the trait-specific projection of
 dS - dC on dT - dN per rung and arm (dW space); (d) the scatter of (c) against (a) over rungs x arms x seeds, with
-Spearman's r; (e) and (f) the student arm's trait-specific projection per layer and per module type, per rung: where
-in the network the trait-specific part of the update sits.
+Spearman's r, pooled and per rung; (e) and (f) the student arm's trait-specific projection per layer and per module
+type, per rung: where in the network the trait-specific part of the update sits.
 """
 
 from __future__ import annotations
@@ -123,8 +123,11 @@ def plot(data: dict, path) -> Path:
     for p in sc["points"]:
         ax.scatter(p["proj_diff_specific"], p["delta_log_p_trait"], color=_color(p["arm"]),
                    marker=MARKERS.get(p["rung"], "o"), s=30, alpha=0.8)
-    for r in rungs:
-        ax.scatter([], [], color="k", marker=MARKERS[r], label=r)
+    for r in rungs:  # each rung's own r in its legend entry, where the summary has it
+        own = sc.get("by_rung", {}).get(r, {})
+        label = f"{r}: r = {own['spearman_r']:+.2f} [{own['ci95'][0]:+.2f}, {own['ci95'][1]:+.2f}]" \
+            if "spearman_r" in own else r
+        ax.scatter([], [], color="k", marker=MARKERS[r], label=label)
     for a in arms:
         ax.scatter([], [], color=_color(a), marker="o", label=a)
     ax.axhline(0, color="k", lw=0.6)
@@ -132,7 +135,7 @@ def plot(data: dict, path) -> Path:
     r_text = (f"Spearman r = {sc['spearman_r']:+.2f} [{sc['ci95'][0]:+.2f}, {sc['ci95'][1]:+.2f}], n = {sc['n']}"
               if "spearman_r" in sc else "too few points for a rank correlation")
     ax.set(xlabel="trait-specific projection (dW space)", ylabel=f"log P({trait}) - log P of the control, same seed",
-           title=f"(d) does the diagnostic track the transfer? {r_text}")
+           title=f"(d) does the diagnostic track the transfer? pooled {r_text}")
     ax.legend(fontsize=7, ncol=2)
     for ax, kind, title in ((axes[2, 0], "layer", "(e) per layer"), (axes[2, 1], "module", "(f) per module type")):
         for i, r in enumerate(rungs):

@@ -253,17 +253,9 @@ def ladder(preset: str = typer.Option("quick", help="quick (about 20 min on 2 CP
 
 
 def _print_ladder(summary: dict, trait: str) -> None:
-    for key, row in summary["by_arm"].items():
-        text = ""
-        for ref in ("control", "other"):
-            vs = row.get(f"log_ratio_vs_{ref}")
-            if vs:
-                text += f"  log ratio vs {ref} {vs['mean']:+.3f} [{vs['ci95'][0]:+.3f}, {vs['ci95'][1]:+.3f}]"
-        print(f"{key:<32} P({trait}) {row['p_trait']['mean']:.3g}{text}")
-    sc = summary["scatter"]
-    if "spearman_r" in sc:
-        print(f"Spearman r(trait-specific projection, dlog P) = {sc['spearman_r']:+.3f} "
-              f"[{sc['ci95'][0]:+.3f}, {sc['ci95'][1]:+.3f}] over {sc['n']} students")
+    from llm_bridge.ladder import summary_tables
+
+    print("\n".join(summary_tables(summary, trait)))
 
 
 @app.command()

@@ -612,9 +612,7 @@ def _p(cell, animal_col) -> float:
 def summarize(result: dict) -> dict:
     """Per (inputs, rung, arm): P(trait) (exact and contains-rate), log-ratios against the neutral and the
     other-trait controls paired by seed, the other animals' P, and the geometry; the scatter across rungs x arms x
-    seeds with Spearman's r and its bootstrap CI."""
-    from scipy.stats import spearmanr
-
+    seeds with Spearman's r and its bootstrap CI, pooled and per rung."""
     animals = result["animals"]
     ti = animals.index(result["trait"])
     cells = {(c["inputs"], c["rung"], c["arm"], c["seed"]): c for c in result["cells"]}
@@ -661,16 +659,75 @@ def summarize(result: dict) -> dict:
     first = {key: {"cos": mean_ci([g["cos"] for g in v]),
                    "fraction_nonnegative": float(np.mean([g["inner"] >= 0 for g in v])), "n": len(v)}
              for key, v in first.items()}
-    scatter = {"points": points}
-    if len(points) >= 3:
-        x = np.array([p["proj_diff_specific"] for p in points])
-        y = np.array([p["delta_log_p_trait"] for p in points])
-        rng = np.random.default_rng(0)
-        boots = []
-        for _ in range(2000):
-            i = rng.integers(0, len(x), len(x))
-            if np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0:
-                boots.append(spearmanr(x[i], y[i]).statistic)
-        scatter.update(spearman_r=float(spearmanr(x, y).statistic),
-                       ci95=[float(v) for v in np.quantile(boots, [0.025, 0.975])], n=len(points))
+    scatter = {"points": points, **_spearman(points)}
+    # within each rung too: the pooled r could come from the rungs' different levels alone (full's large transfer
+    # against the others' small one), while a rung's own r asks whether the projection ranks transfer inside it
+    rungs = list(dict.fromkeys(p["rung"] for p in points))
+    if len(rungs) > 1:
+        scatter["by_rung"] = {r: _spearman([p for p in points if p["rung"] == r]) for r in rungs}
     return {"by_arm": out, "first_step": first, "scatter": scatter}
+
+
+def _spearman(points: list[dict]) -> dict:
+    """Spearman's r of the trait-specific projection against the transfer, with a 2000-resample bootstrap CI (fixed
+    seed); empty under 3 points."""
+    from scipy.stats import spearmanr
+
+    if len(points) < 3:
+        return {}
+    x = np.array([p["proj_diff_specific"] for p in points])
+    y = np.array([p["delta_log_p_trait"] for p in points])
+    rng = np.random.default_rng(0)
+    boots = []
+    for _ in range(2000):
+        i = rng.integers(0, len(x), len(x))
+        if np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0:
+            boots.append(spearmanr(x[i], y[i]).statistic)
+    return {"spearman_r": float(spearmanr(x, y).statistic),
+            "ci95": [float(v) for v in np.quantile(boots, [0.025, 0.975])], "n": len(points)}
+
+
+def summary_tables(summary: dict, trait: str) -> list[str]:
+    """The summary as markdown tables (what ``--report`` prints and paper_notes quotes): per rung and arm P(trait),
+    both log ratios and the geometry (dW space); the perturbed bases' own state; the first step per soft rung; the
+    scatter's r, pooled and per rung. Means with their 95% bootstrap CI over seeds."""
+    def ci(x, f):
+        lo, hi = x["ci95"]
+        return f"{x['mean']:{f}}" if lo is None or hi is None else f"{x['mean']:{f}} [{lo:{f}}, {hi:{f}}]"
+
+    base_arms = ("student", "control", "other")
+
+    def order(key):  # the ladder's order: rung, then the three base arms, then the extras
+        k, r, a = key.split("/")
+        return k, rungs.RUNGS.index(r), base_arms.index(a) if a in base_arms else 3, a
+
+    by = {k: summary["by_arm"][k] for k in sorted(summary["by_arm"], key=order)}
+    lines = [f"| inputs / rung / arm | seeds | P({trait}) | contains-rate | log ratio vs control | "
+             "vs other-trait control | trait-specific projection | cos(dS, dT) |", "|---|---|---|---|---|---|---|---|"]
+    for key, row in by.items():
+        cols = [key, str(len(row["seeds"])), ci(row["p_trait"], ".2e")]
+        cols.append(ci({k: row["contains_rate"][k] for k in ("mean", "ci95")}, ".1%").replace("%", "") + "%"
+                    if "contains_rate" in row else "-")
+        cols += [ci(row[f"log_ratio_vs_{ref}"], "+.2f") if f"log_ratio_vs_{ref}" in row else "-"
+                 for ref in ("control", "other")]
+        cols += [ci(row["dW"][q], ".4f") if "dW" in row else "-" for q in ("proj_diff_specific",
+                                                                          "cos_student_teacher")]
+        lines.append("| " + " | ".join(cols) + " |")
+    perturbed = [(k, r) for k, r in by.items() if "perturbed_base_p_trait" in r]
+    if perturbed:
+        lines += ["", f"| perturbed base | seeds | its own P({trait}) | its loss on the fixed text |",
+                  "|---|---|---|---|"]
+        lines += [f"| {k} | {len(r['seeds'])} | {ci(r['perturbed_base_p_trait'], '.1e')} | "
+                  f"{ci(r['perturbed_base_text_nll'], '.3f')} |" for k, r in perturbed]
+    if summary["first_step"]:
+        lines += ["", "| first step (Theorem 1) | cos(-grad, dT) | non-negative |", "|---|---|---|"]
+        lines += [f"| {k} | {ci(f['cos'], '.3f')} | {round(f['fraction_nonnegative'] * f['n'])} of {f['n']} |"
+                  for k, f in summary["first_step"].items()]
+    sc = summary["scatter"]
+    if "spearman_r" in sc:
+        lines += ["", f"| trait-specific projection vs dlog P({trait}) | Spearman r | students |", "|---|---|---|"]
+        by_rung = sorted(sc.get("by_rung", {}).items(), key=lambda kv: rungs.RUNGS.index(kv[0]))
+        for name, x in [("pooled", sc), *by_rung]:
+            if "spearman_r" in x:
+                lines.append(f"| {name} | {ci({'mean': x['spearman_r'], 'ci95': x['ci95']}, '+.2f')} | {x['n']} |")
+    return lines

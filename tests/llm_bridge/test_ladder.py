@@ -61,6 +61,35 @@ def test_tiny_ladder_end_to_end_for_another_animal(tiny_ladder):
     assert (out / "targets" / "random_teacher.npz").exists() and res["summary"]["scatter"]["n"] >= 3
 
 
+def test_scatter_per_rung_and_the_summary_tables(tiny_ladder):
+    """The scatter's r within each rung is Spearman's r of that rung's own points; the tables (what --report prints
+    and paper_notes quotes) carry one row per arm, in the ladder's order, with the numbers of the summary."""
+    from scipy.stats import spearmanr
+
+    res, _ = tiny_ladder
+    sc = res["summary"]["scatter"]
+    assert set(sc["by_rung"]) == {p["rung"] for p in sc["points"]}
+    assert sum(x["n"] for x in sc["by_rung"].values()) == sc["n"] == len(sc["points"])
+    for r, x in sc["by_rung"].items():
+        pts = [p for p in sc["points"] if p["rung"] == r]
+        want = spearmanr([p["proj_diff_specific"] for p in pts], [p["delta_log_p_trait"] for p in pts]).statistic
+        assert x["spearman_r"] == pytest.approx(want) and x["ci95"][0] <= x["ci95"][1]
+    lines = ladder.summary_tables(res["summary"], "cat")
+    rows = [ln.split(" | ")[0].lstrip("| ") for ln in lines if ln.startswith("| random/")]
+    by = res["summary"]["by_arm"]
+    assert rows[:3] == ["random/full/student", "random/full/control", "random/full/other"]
+    assert rows.index("random/digits/student") < rows.index("random/digits/perturbed0.1") < rows.index(
+        "random/sampled/student")
+    main = [ln for ln in lines if ln.startswith("| random/") and ln.count("|") == 9]
+    assert len(main) == len(by)
+    st = by["random/full/student"]
+    assert f"| {st['log_ratio_vs_control']['mean']:+.2f} [" in main[0] and "P(cat)" in lines[0]
+    assert f"| {st['dW']['proj_diff_specific']['mean']:.4f} [" in main[0]
+    assert f"| pooled | {sc['spearman_r']:+.2f} [" in "\n".join(lines)
+    for r in sc["by_rung"]:
+        assert any(ln.startswith(f"| {r} | ") for ln in lines)
+
+
 def test_resume_reuses_every_student(tiny_ladder):
     res, out = tiny_ladder
     again = ladder.run(LadderConfig.tiny(**TINY), out, resume=True, progress=False)
