@@ -692,8 +692,10 @@ def summary_tables(summary: dict, trait: str) -> list[str]:
     both log ratios and the geometry (dW space); the perturbed bases' own state; the first step per soft rung; the
     scatter's r, pooled and per rung. Means with their 95% bootstrap CI over seeds."""
     def ci(x, f):
-        lo, hi = x["ci95"]
-        return f"{x['mean']:{f}}" if lo is None or hi is None else f"{x['mean']:{f}} [{lo:{f}}, {hi:{f}}]"
+        lo, hi = x["ci95"]  # one seed has no CI (None, or NaN once through JSON): the mean alone
+        if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
+            return f"{x['mean']:{f}}"
+        return f"{x['mean']:{f}} [{lo:{f}}, {hi:{f}}]"
 
     base_arms = ("student", "control", "other")
 

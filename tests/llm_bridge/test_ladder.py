@@ -146,6 +146,7 @@ def test_record_resumes_in_a_fresh_folder(tiny_ladder, tmp_path, monkeypatch):
     assert full["n_students"] == len(res["cells"]) and len(full["triples"]) == len(c.rungs) * len(c.seeds)
     part = ladder.record_summary(c, partial)
     assert "random/digits/seed1" not in part["triples"] and part["by_arm"]["random/digits/student"]["seeds"] == [0]
+    assert "nan" not in "\n".join(ladder.summary_tables(part, "cat"))  # one seed: the mean without a CI
     report = CliRunner().invoke(app, ["ladder", "--preset", "tiny", "--trait", "cat", "--record", str(record),
                                       "--report"])
     assert report.exit_code != 0 and "holds cells of other settings" in report.output  # CLI tiny != TINY
