@@ -724,7 +724,7 @@ def summary_tables(summary: dict, trait: str) -> list[str]:
     if summary["first_step"]:
         lines += ["", "| first step (Theorem 1) | cos(-grad, dT) | non-negative |", "|---|---|---|"]
         lines += [f"| {k} | {ci(f['cos'], '.3f')} | {round(f['fraction_nonnegative'] * f['n'])} of {f['n']} |"
-                  for k, f in summary["first_step"].items()]
+                  for k, f in sorted(summary["first_step"].items(), key=lambda kv: order(kv[0] + "/student"))]
     sc = summary["scatter"]
     if "spearman_r" in sc:
         lines += ["", f"| trait-specific projection vs dlog P({trait}) | Spearman r | students |", "|---|---|---|"]

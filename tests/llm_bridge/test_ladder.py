@@ -88,6 +88,8 @@ def test_scatter_per_rung_and_the_summary_tables(tiny_ladder):
     assert f"| pooled | {sc['spearman_r']:+.2f} [" in "\n".join(lines)
     for r in sc["by_rung"]:
         assert any(ln.startswith(f"| {r} | ") for ln in lines)
+    first = [ln.split(" | ")[0].lstrip("| ") for ln in lines if ln.endswith(" of 2 |")]  # the first-step table
+    assert first == ["random/full", "random/digits"]
 
 
 def test_resume_reuses_every_student(tiny_ladder):
