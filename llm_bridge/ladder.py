@@ -705,13 +705,22 @@ def summary_tables(summary: dict, trait: str) -> list[str]:
 
     by = {k: summary["by_arm"][k] for k in sorted(summary["by_arm"], key=order)}
     lines = [f"| inputs / rung / arm | seeds | P({trait}) | contains-rate | log ratio vs control | "
-             "vs other-trait control | trait-specific projection | cos(dS, dT) |", "|---|---|---|---|---|---|---|---|"]
+             "vs other-trait control | most-raised other animal | trait-specific projection | cos(dS, dT) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for key, row in by.items():
         cols = [key, str(len(row["seeds"])), ci(row["p_trait"], ".2e")]
         cols.append(ci({k: row["contains_rate"][k] for k in ("mean", "ci95")}, ".1%").replace("%", "") + "%"
                     if "contains_rate" in row else "-")
         cols += [ci(row[f"log_ratio_vs_{ref}"], "+.2f") if f"log_ratio_vs_{ref}" in row else "-"
                  for ref in ("control", "other")]
+        # is the shift specific? the other animal whose P rose most over the control (ratio of the seed means)
+        control = by.get(key.rsplit("/", 1)[0] + "/control")
+        if control is not None and row is not control:
+            rise = {an: p / control["p_other_animals"][an] for an, p in row["p_other_animals"].items()}
+            top = max(rise, key=rise.get)
+            cols.append(f"{top} x{rise[top]:.1f}")
+        else:
+            cols.append("-")
         cols += [ci(row["dW"][q], ".4f") if "dW" in row else "-" for q in ("proj_diff_specific",
                                                                           "cos_student_teacher")]
         lines.append("| " + " | ".join(cols) + " |")

@@ -80,8 +80,11 @@ def test_scatter_per_rung_and_the_summary_tables(tiny_ladder):
     assert rows[:3] == ["random/full/student", "random/full/control", "random/full/other"]
     assert rows.index("random/digits/student") < rows.index("random/digits/perturbed0.1") < rows.index(
         "random/sampled/student")
-    main = [ln for ln in lines if ln.startswith("| random/") and ln.count("|") == 9]
+    main = [ln for ln in lines if ln.startswith("| random/") and ln.count("|") == 10]
     assert len(main) == len(by)
+    co = by["random/full/control"]["p_other_animals"]
+    rise = {an: p / co[an] for an, p in by["random/full/other"]["p_other_animals"].items()}
+    assert f"| {max(rise, key=rise.get)} x{max(rise.values()):.1f} |" in main[2]  # the cat student's top other
     st = by["random/full/student"]
     assert f"| {st['log_ratio_vs_control']['mean']:+.2f} [" in main[0] and "P(cat)" in lines[0]
     assert f"| {st['dW']['proj_diff_specific']['mean']:.4f} [" in main[0]
