@@ -7,6 +7,7 @@ measured elsewhere are marked so in the documents themselves, with the command t
 from __future__ import annotations
 
 import json
+import math
 from functools import cache
 from pathlib import Path
 
@@ -124,7 +125,7 @@ def ladder_full_claims():
     """paper_notes' progress of the full ladder: the numbers of the rungs its committed record has finished, read
     back through ``llm_bridge.ladder.record_summary`` (they change as the record grows; this keeps the text in step)."""
     from llm_bridge.config import LadderConfig
-    from llm_bridge.ladder import record_summary
+    from llm_bridge.ladder import record_summary, summary_tables
 
     c = LadderConfig.paper()
     record = ROOT / "figures" / f"{c.name()}_record"
@@ -145,20 +146,38 @@ def ladder_full_claims():
                          f"{r(st['log_ratio_vs_other'])} against the other-trait control")
     for x in (st["contains_rate"], co["contains_rate"]):
         yield "paper_notes.md", f"{pct(x['mean'])}% [{pct(x['ci95'][0])}, {pct(x['ci95'][1])}]"
-    proj = st["dW"]["proj_diff_specific"]
-    yield "paper_notes.md", (f"{proj['mean']:.4f} [{proj['ci95'][0]:.4f}, {proj['ci95'][1]:.4f}] against the cat "
-                             f"student's {ot['dW']['proj_diff_specific']['mean']:.4f}")
-    fs = s["first_step"]["random/full"]
-    yield "paper_notes.md", (f"{fs['cos']['mean']:.3f} [{fs['cos']['ci95'][0]:.3f}, {fs['cos']['ci95'][1]:.3f}], "
-                             f"non-negative on {round(fs['fraction_nonnegative'] * fs['n'])} of {fs['n']} seeds")
+    # every rung the record has: the prose's transfer, projection and first step (soft rungs)
+    for rung in dict.fromkeys(k.split("/")[1] for k in by):
+        st, ot = by[f"random/{rung}/student"], by[f"random/{rung}/other"]
+        yield "paper_notes.md", (f"log ratio {r(st['log_ratio_vs_control'])} against the control and "
+                                 f"{r(st['log_ratio_vs_other'])} against the other-trait control")
+        proj = st["dW"]["proj_diff_specific"]
+        yield "paper_notes.md", (f"{proj['mean']:.4f} [{proj['ci95'][0]:.4f}, {proj['ci95'][1]:.4f}] against the "
+                                 f"cat student's {ot['dW']['proj_diff_specific']['mean']:.4f}")
+        if f"random/{rung}" in s["first_step"]:
+            fs = s["first_step"][f"random/{rung}"]
+            yield "paper_notes.md", (f"{fs['cos']['mean']:.3f} [{fs['cos']['ci95'][0]:.3f}, "
+                                     f"{fs['cos']['ci95'][1]:.3f}], non-negative on "
+                                     f"{round(fs['fraction_nonnegative'] * fs['n'])} of {fs['n']} seeds")
     pert = [by[f"random/full/perturbed{x}"] for x in ("0.01", "0.03", "0.1")]
     yield "paper_notes.md", " / ".join(f"{x['log_ratio_vs_control']['mean']:+.2f}" for x in pert[:2]) + \
         f" / {r(pert[2]['log_ratio_vs_control'])} against the control"
     yield "paper_notes.md", " / ".join(f"{x['perturbed_base_p_trait']['mean']:.1e}" for x in pert)
     yield "paper_notes.md", " / ".join(f"{x['perturbed_base_text_nll']['mean']:.3f}" for x in pert)
-    sc = s["scatter"]
-    yield "paper_notes.md", (f"Spearman r {sc['spearman_r']:+.2f} [{sc['ci95'][0]:+.2f}, {sc['ci95'][1]:+.2f}] over "
-                             f"{sc['n']} non-control students")
+    for name, sc in [("pooled", s["scatter"]), *s["scatter"].get("by_rung", {}).items()]:
+        text = f"{sc['spearman_r']:+.2f} [{sc['ci95'][0]:+.2f}, {sc['ci95'][1]:+.2f}] over "
+        yield "paper_notes.md", (f"Spearman r {text}{sc['n']} non-control students" if name in ("pooled", "full")
+                                 else f"{text}its {sc['n']}")
+    yield "README.md", f"Its committed record ({s['n_students']} of 87 students so far)"
+    for rung, lead in (("no-trait-words", "control is"), ("digits", "it is")):
+        if f"random/{rung}/student" in by:
+            x = by[f"random/{rung}/student"]["log_ratio_vs_control"]["mean"]
+            yield "README.md", f"{lead} {x:+.2f} ({math.exp(x):.0f}x)"
+    yield "README.md", f"with Spearman r {s['scatter']['spearman_r']:+.2f} over {s['scatter']['n']}"
+    # the tables `--report` prints, quoted whole: every rung and arm the record has finished, with its CIs
+    for line in summary_tables(s, c.trait):
+        if line:
+            yield "paper_notes.md", line
 
 
 def mnist_claims():
