@@ -662,9 +662,9 @@ def summarize(result: dict) -> dict:
     scatter = {"points": points, **_spearman(points)}
     # within each rung too: the pooled r could come from the rungs' different levels alone (full's large transfer
     # against the others' small one), while a rung's own r asks whether the projection ranks transfer inside it
-    rungs = list(dict.fromkeys(p["rung"] for p in points))
-    if len(rungs) > 1:
-        scatter["by_rung"] = {r: _spearman([p for p in points if p["rung"] == r]) for r in rungs}
+    names = list(dict.fromkeys(p["rung"] for p in points))  # not `rungs`: that is the module
+    if len(names) > 1:
+        scatter["by_rung"] = {r: _spearman([p for p in points if p["rung"] == r]) for r in names}
     return {"by_arm": out, "first_step": first, "scatter": scatter}
 
 
@@ -689,8 +689,9 @@ def _spearman(points: list[dict]) -> dict:
 
 def summary_tables(summary: dict, trait: str) -> list[str]:
     """The summary as markdown tables (what ``--report`` prints and paper_notes quotes): per rung and arm P(trait),
-    both log ratios and the geometry (dW space); the perturbed bases' own state; the first step per soft rung; the
-    scatter's r, pooled and per rung. Means with their 95% bootstrap CI over seeds."""
+    its contains-rate, both log ratios, the other animal that rose most over the control (is the shift specific?)
+    and the geometry (dW space); the perturbed bases' own state; the first step per soft rung; the scatter's r,
+    pooled and per rung. Means with their 95% bootstrap CI over seeds."""
     def ci(x, f):
         lo, hi = x["ci95"]  # one seed has no CI (None, or NaN once through JSON): the mean alone
         if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
@@ -709,8 +710,7 @@ def summary_tables(summary: dict, trait: str) -> list[str]:
              "|---|---|---|---|---|---|---|---|---|"]
     for key, row in by.items():
         cols = [key, str(len(row["seeds"])), ci(row["p_trait"], ".2e")]
-        cols.append(ci({k: row["contains_rate"][k] for k in ("mean", "ci95")}, ".1%").replace("%", "") + "%"
-                    if "contains_rate" in row else "-")
+        cols.append(ci(row["contains_rate"], ".1%").replace("%", "") + "%" if "contains_rate" in row else "-")
         cols += [ci(row[f"log_ratio_vs_{ref}"], "+.2f") if f"log_ratio_vs_{ref}" in row else "-"
                  for ref in ("control", "other")]
         # is the shift specific? the other animal whose P rose most over the control (ratio of the seed means)
