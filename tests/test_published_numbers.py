@@ -165,6 +165,8 @@ def ladder_full_claims():
     yield "paper_notes.md", " / ".join(f"{x['perturbed_base_p_trait']['mean']:.1e}" for x in pert)
     yield "paper_notes.md", " / ".join(f"{x['perturbed_base_text_nll']['mean']:.3f}" for x in pert)
     for name, sc in [("pooled", s["scatter"]), *s["scatter"].get("by_rung", {}).items()]:
+        if "spearman_r" not in sc:  # a rung with under 3 points has no r yet
+            continue
         text = f"{sc['spearman_r']:+.2f} [{sc['ci95'][0]:+.2f}, {sc['ci95'][1]:+.2f}] over "
         yield "paper_notes.md", (f"Spearman r {text}{sc['n']} non-control students" if name in ("pooled", "full")
                                  else f"{text}its {sc['n']}")
