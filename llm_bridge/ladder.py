@@ -53,7 +53,7 @@ from llm_bridge.roles import role_seed, teacher_name
 from llm_bridge.stages.trait import probabilities
 from llm_bridge.trait import animal_probabilities, sampled_shares
 from results import RunDir, atomic_write, fingerprint, load_json, peak_rss_mb, save_json
-from theory.stats import mean_ci
+from theory.stats import mean_ci, spearman_ci
 
 TEACHERS = {"student": "teacher", "control": "neutral", "other": "other"}  # arm -> whose targets it imitates
 # A fixed English text on which each perturbed base's loss is reported, so a broken base is visible.
@@ -669,22 +669,9 @@ def summarize(result: dict) -> dict:
 
 
 def _spearman(points: list[dict]) -> dict:
-    """Spearman's r of the trait-specific projection against the transfer, with a 2000-resample bootstrap CI (fixed
-    seed); empty under 3 points."""
-    from scipy.stats import spearmanr
-
-    if len(points) < 3:
-        return {}
-    x = np.array([p["proj_diff_specific"] for p in points])
-    y = np.array([p["delta_log_p_trait"] for p in points])
-    rng = np.random.default_rng(0)
-    boots = []
-    for _ in range(2000):
-        i = rng.integers(0, len(x), len(x))
-        if np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0:
-            boots.append(spearmanr(x[i], y[i]).statistic)
-    return {"spearman_r": float(spearmanr(x, y).statistic),
-            "ci95": [float(v) for v in np.quantile(boots, [0.025, 0.975])], "n": len(points)}
+    """Spearman's r of the trait-specific projection against the transfer, with a 2000-resample bootstrap CI over
+    single students (fixed seed); empty under 3 points."""
+    return spearman_ci([p["proj_diff_specific"] for p in points], [p["delta_log_p_trait"] for p in points])
 
 
 def summary_tables(summary: dict, trait: str) -> list[str]:

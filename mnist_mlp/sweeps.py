@@ -27,7 +27,7 @@ import numpy as np
 from mnist_mlp import experiment
 from mnist_mlp.config import MnistConfig
 from results import load_json, save_json
-from theory.stats import bootstrap_ci
+from theory.stats import bootstrap_ci, spearman_ci
 
 CHANCE = 0.1
 PRESETS = ("quick", "full")
@@ -235,25 +235,13 @@ def transfer_map(sweeps: list[dict], *, predictors=("first_step_projection", "fi
 def _spearman_by_cell(points: list[dict], predictors, n_boot: int, seed: int) -> dict:
     """Per predictor, Spearman's r of (predictor, transfer) over ``points`` and its bootstrap CI over whole cells.
     A point whose predictor is undefined (None: the cosine of a student that never moved) is left out of that one."""
-    from scipy.stats import spearmanr
-
     out = {}
     for pred in predictors:
         have = [p for p in points if p[pred] is not None]
-        if len(have) < 3 or len({p[pred] for p in have}) < 2 or len({p["transfer"] for p in have}) < 2:
-            continue  # too few points, or a constant: no rank correlation
-        rng = np.random.default_rng(seed)
-        y = np.array([p["transfer"] for p in have])
-        cells = sorted({p["cell"] for p in have})
-        rows = {c: [i for i, p in enumerate(have) if p["cell"] == c] for c in cells}
-        x = np.array([p[pred] for p in have])
-        boots = []
-        for _ in range(n_boot):
-            i = np.concatenate([rows[cells[j]] for j in rng.integers(0, len(cells), len(cells))])
-            if np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0:
-                boots.append(spearmanr(x[i], y[i]).statistic)
-        ci = [float(v) for v in np.quantile(boots, [0.025, 0.975])] if boots else [None, None]
-        out[pred] = {"spearman_r": float(spearmanr(x, y).statistic), "ci95": ci, "n": len(have)}
+        r = spearman_ci([p[pred] for p in have], [p["transfer"] for p in have], groups=[p["cell"] for p in have],
+                        n_boot=n_boot, seed=seed)
+        if r:  # too few points, or a constant: no rank correlation
+            out[pred] = r
     return out
 
 

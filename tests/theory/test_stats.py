@@ -1,0 +1,50 @@
+"""theory.stats.spearman_ci: the rank correlation every scatter reports (the MNIST transfer map, the LLM ladder)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from theory.stats import spearman_ci
+from theory.tolerances import tolerances
+
+TOL = tolerances("float64")
+
+
+def _data(n=24, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    return x, x + rng.normal(scale=0.8, size=n)
+
+
+def test_r_is_the_pearson_correlation_of_the_ranks():
+    x, y = _data()  # continuous draws: no ties, so ranks are a plain argsort
+    rx, ry = (np.argsort(np.argsort(v)).astype(float) for v in (x, y))
+    direct = np.corrcoef(rx, ry)[0, 1]
+    out = spearman_ci(x, y)
+    np.testing.assert_allclose(out["spearman_r"], direct, rtol=TOL.rtol)
+    assert out["n"] == len(x)
+    lo, hi = out["ci95"]
+    assert lo < out["spearman_r"] < hi
+    assert out == spearman_ci(x, y)  # fixed seed: the same interval
+
+
+def test_grouped_bootstrap_moves_a_group_as_one_point():
+    """Each point copied 5 times, grouped by its original: the group bootstrap draws the same resamples as the
+    point bootstrap of the originals (same seed), and ties of copies keep Spearman's r, so both CIs agree. The point
+    bootstrap of the copies treats them as independent and is narrower."""
+    x, y = _data()
+    xs, ys, g = np.repeat(x, 5), np.repeat(y, 5), np.repeat(np.arange(len(x)), 5)
+    single, grouped, naive = spearman_ci(x, y), spearman_ci(xs, ys, groups=list(g)), spearman_ci(xs, ys)
+    np.testing.assert_allclose(grouped["spearman_r"], single["spearman_r"], rtol=TOL.rtol)
+    np.testing.assert_allclose(grouped["ci95"], single["ci95"], rtol=TOL.rtol)
+    assert naive["ci95"][1] - naive["ci95"][0] < 0.7 * (grouped["ci95"][1] - grouped["ci95"][0])
+
+
+def test_too_few_points_or_a_constant_give_no_correlation_and_bad_shapes_an_error():
+    assert spearman_ci([1.0, 2.0], [2.0, 1.0]) == {}
+    assert spearman_ci([1.0, 1.0, 1.0, 1.0], [1.0, 2.0, 3.0, 4.0]) == {}
+    with pytest.raises(ValueError, match="one length"):
+        spearman_ci([1.0, 2.0, 3.0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="group labels"):
+        spearman_ci([1.0, 2.0, 3.0], [1.0, 2.0, 4.0], groups=[0, 1])
