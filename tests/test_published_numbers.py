@@ -134,8 +134,11 @@ def ladder_full_claims():
     s = record_summary(c, record)
     by = s["by_arm"]
 
-    def r(x):
-        return f"{x['mean']:+.2f} [{x['ci95'][0]:+.2f}, {x['ci95'][1]:+.2f}]"
+    def r(x, f="+.2f"):  # as summary_tables: one seed has no CI, its mean stands alone
+        lo, hi = x["ci95"]
+        if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
+            return f"{x['mean']:{f}}"
+        return f"{x['mean']:{f}} [{lo:{f}}, {hi:{f}}]"
 
     yield "paper_notes.md", f"{s['n_students']} students in {len(s['triples'])} finished triples"
     st, co, ot = (by[f"random/full/{a}"] for a in ("student", "control", "other"))
@@ -151,7 +154,7 @@ def ladder_full_claims():
         yield "paper_notes.md", (f"log ratio {r(st['log_ratio_vs_control'])} against the control and "
                                  f"{r(st['log_ratio_vs_other'])} against the other-trait control")
         proj = st["dW"]["proj_diff_specific"]
-        yield "paper_notes.md", (f"{proj['mean']:.4f} [{proj['ci95'][0]:.4f}, {proj['ci95'][1]:.4f}] against the "
+        yield "paper_notes.md", (f"{r(proj, '.4f')} against the "
                                  f"cat student's {ot['dW']['proj_diff_specific']['mean']:.4f}")
         if f"random/{rung}" in s["first_step"]:
             fs = s["first_step"][f"random/{rung}"]
