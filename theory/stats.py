@@ -34,6 +34,8 @@ def spearman_ci(x, y, *, groups=None, n_boot: int = 2000, seed: int = 0) -> dict
     x, y = np.asarray(x, float), np.asarray(y, float)
     if x.shape != y.shape or x.ndim != 1:
         raise ValueError(f"spearman_ci needs two 1-D arrays of one length, got shapes {x.shape} and {y.shape}")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("spearman_ci got NaN or inf: leave undefined points out before ranking (a NaN has no rank)")
     if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return {}
     if groups is None:

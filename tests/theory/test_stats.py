@@ -41,10 +41,12 @@ def test_grouped_bootstrap_moves_a_group_as_one_point():
     assert naive["ci95"][1] - naive["ci95"][0] < 0.7 * (grouped["ci95"][1] - grouped["ci95"][0])
 
 
-def test_too_few_points_or_a_constant_give_no_correlation_and_bad_shapes_an_error():
+def test_too_few_points_or_a_constant_give_no_correlation_and_bad_input_an_error():
     assert spearman_ci([1.0, 2.0], [2.0, 1.0]) == {}
     assert spearman_ci([1.0, 1.0, 1.0, 1.0], [1.0, 2.0, 3.0, 4.0]) == {}
     with pytest.raises(ValueError, match="one length"):
         spearman_ci([1.0, 2.0, 3.0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="NaN"):
+        spearman_ci([1.0, 2.0, np.nan], [1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="group labels"):
         spearman_ci([1.0, 2.0, 3.0], [1.0, 2.0, 4.0], groups=[0, 1])
