@@ -674,17 +674,21 @@ def _spearman(points: list[dict]) -> dict:
     return spearman_ci([p["proj_diff_specific"] for p in points], [p["delta_log_p_trait"] for p in points])
 
 
+def format_ci(x: dict, f: str) -> str:
+    """``mean [lo, hi]`` of a mean_ci in format ``f``; one seed has no CI (None, or NaN once through JSON): the mean
+    alone. The tables and the prose that quotes them format through here."""
+    lo, hi = x["ci95"]
+    if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
+        return f"{x['mean']:{f}}"
+    return f"{x['mean']:{f}} [{lo:{f}}, {hi:{f}}]"
+
+
 def summary_tables(summary: dict, trait: str) -> list[str]:
     """The summary as markdown tables (what ``--report`` prints and paper_notes quotes): per rung and arm P(trait),
     its contains-rate, both log ratios, the other animal that rose most over the control (is the shift specific?)
     and the geometry (dW space); the perturbed bases' own state; the first step per soft rung; the scatter's r,
     pooled and per rung. Means with their 95% bootstrap CI over seeds."""
-    def ci(x, f):
-        lo, hi = x["ci95"]  # one seed has no CI (None, or NaN once through JSON): the mean alone
-        if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
-            return f"{x['mean']:{f}}"
-        return f"{x['mean']:{f}} [{lo:{f}}, {hi:{f}}]"
-
+    ci = format_ci
     base_arms = ("student", "control", "other")
 
     def order(key):  # the ladder's order: rung, then the three base arms, then the extras

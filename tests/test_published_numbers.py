@@ -125,7 +125,7 @@ def ladder_full_claims():
     """paper_notes' progress of the full ladder: the numbers of the rungs its committed record has finished, read
     back through ``llm_bridge.ladder.record_summary`` (they change as the record grows; this keeps the text in step)."""
     from llm_bridge.config import LadderConfig
-    from llm_bridge.ladder import record_summary, summary_tables
+    from llm_bridge.ladder import format_ci, record_summary, summary_tables
 
     c = LadderConfig.paper()
     record = ROOT / "figures" / f"{c.name()}_record"
@@ -134,11 +134,8 @@ def ladder_full_claims():
     s = record_summary(c, record)
     by = s["by_arm"]
 
-    def r(x, f="+.2f"):  # as summary_tables: one seed has no CI, its mean stands alone
-        lo, hi = x["ci95"]
-        if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
-            return f"{x['mean']:{f}}"
-        return f"{x['mean']:{f}} [{lo:{f}}, {hi:{f}}]"
+    def r(x, f="+.2f"):  # as the tables: one seed has no CI, its mean stands alone
+        return format_ci(x, f)
 
     yield "paper_notes.md", f"{s['n_students']} students in {len(s['triples'])} finished triples"
     st, co, ot = (by[f"random/full/{a}"] for a in ("student", "control", "other"))
