@@ -122,8 +122,8 @@ def ladder_claims():
 
 
 def ladder_full_claims():
-    """paper_notes' progress of the full ladder: the numbers of the rungs its committed record has finished, read
-    back through ``llm_bridge.ladder.record_summary`` (they change as the record grows; this keeps the text in step)."""
+    """README's and paper_notes' full ladder: the numbers of every rung its committed record has, read back through
+    ``llm_bridge.ladder.record_summary`` (a resumed or rerun record changes them; this keeps the text in step)."""
     from llm_bridge.config import LadderConfig
     from llm_bridge.ladder import format_ci, record_summary, summary_tables
 
@@ -169,11 +169,21 @@ def ladder_full_claims():
         text = f"{sc['spearman_r']:+.2f} [{sc['ci95'][0]:+.2f}, {sc['ci95'][1]:+.2f}] over "
         yield "paper_notes.md", (f"Spearman r {text}{sc['n']} non-control students" if name in ("pooled", "full")
                                  else f"{text}its {sc['n']}")
-    yield "README.md", f"Its committed record ({s['n_students']} of 87 students so far)"
-    for rung, lead in (("no-trait-words", "control is"), ("digits", "it is")):
+    yield "README.md", f"Full preset ({s['n_students']} students in {len(s['triples'])} triples"
+    for rung, lead in (("no-trait-words", "the control is"), ("digits", "it is"), ("sampled", "it is")):
         if f"random/{rung}/student" in by:
             x = by[f"random/{rung}/student"]["log_ratio_vs_control"]["mean"]
             yield "README.md", f"{lead} {x:+.2f} ({math.exp(x):.0f}x)"
+    if "random/sampled/student" in by:  # the sampled shift's generic part: the other animals' median rise
+        st, co = by["random/sampled/student"]["p_other_animals"], by["random/sampled/control"]["p_other_animals"]
+        median = np.median([st[a] / co[a] for a in st])
+        yield "README.md", f"other animals rise nearly as much (median {median:.1f}x)"
+        yield "paper_notes.md", f"raise the other animals nearly as much: a median x{median:.1f}"
+    figure = ROOT / "figures" / f"{c.name()}.json"
+    if figure.exists():
+        students_s = load(str(figure.relative_to(ROOT)))["timings"]["students_s"]
+        for d in ("README.md", "paper_notes.md"):
+            yield d, f"{students_s:.0f} s of student compute"
     yield "README.md", f"with Spearman r {s['scatter']['spearman_r']:+.2f} over {s['scatter']['n']}"
     # the tables `--report` prints, quoted whole: every rung and arm the record has finished, with its CIs
     for line in summary_tables(s, c.trait):
@@ -380,3 +390,25 @@ def test_a_changed_number_is_caught():
     document, text = CLAIMS[0]
     edited = doc(document).replace(text, text.replace("%", "1%", 1))
     assert text not in edited
+
+
+def test_full_ladder_figure_is_its_committed_record():
+    """The full ladder's figure (drawn from the run's ``ladder.json``) and its record (read by ``--report``, which the
+    documents quote) hold one summary, number for number; once the record has every triple, the figure exists."""
+    from llm_bridge.config import LadderConfig
+    from llm_bridge.ladder import record_summary
+    from results import json_ready
+
+    c = LadderConfig.paper()
+    record, figure = ROOT / "figures" / f"{c.name()}_record", ROOT / "figures" / f"{c.name()}.json"
+    if not record.is_dir():
+        pytest.skip("no full ladder record committed")
+    s = record_summary(c, record)
+    complete = len(s["triples"]) == len(c.inputs) * len(c.rungs) * len(c.seeds)
+    if not complete and not figure.exists():
+        pytest.skip(f"the full ladder is under way ({len(s['triples'])} triples)")
+    assert figure.exists(), f"the record has every triple but {figure.name} is missing: rerun the full ladder"
+    drawn = load(str(figure.relative_to(ROOT)))
+    assert len(drawn["cells"]) == s["n_students"]
+    expect = json.loads(json.dumps(json_ready({k: v for k, v in s.items() if k not in ("triples", "n_students")})))
+    assert drawn["summary"] == expect
