@@ -121,6 +121,30 @@ def ladder_claims():
                                  f"{ot['dW']['proj_diff_specific']['mean']:.4f} |")
 
 
+def ladder_readme_rows(s: dict) -> list[str]:
+    """README's per-rung table of the full ladder, computed from the record's summary: both log ratios, P(trait)'s
+    rise over the neutral control beside the other animals' median rise, the projection of student and other-trait
+    student, the first step (soft rungs) and each rung's Spearman r; then the pooled r."""
+    from llm_bridge import rungs
+    from llm_bridge.ladder import format_ci
+
+    by, sc = s["by_arm"], s["scatter"]
+    rows = []
+    for rung in (r for r in rungs.RUNGS if f"random/{r}/student" in by):
+        st, co, ot = (by[f"random/{rung}/{a}"] for a in ("student", "control", "other"))
+        median = np.median([st["p_other_animals"][a] / co["p_other_animals"][a] for a in st["p_other_animals"]])
+        fs, r = s["first_step"].get(f"random/{rung}"), sc["by_rung"][rung]
+        rows.append(f"| {rung} | {format_ci(st['log_ratio_vs_control'], '+.2f')} | "
+                    f"{format_ci(st['log_ratio_vs_other'], '+.2f')} | "
+                    f"x{st['p_trait']['mean'] / co['p_trait']['mean']:.1f} / x{median:.1f} | "
+                    f"{st['dW']['proj_diff_specific']['mean']:.4f} / {ot['dW']['proj_diff_specific']['mean']:.4f} | "
+                    f"{format_ci(fs['cos'], '.3f') if fs else '-'} | "
+                    f"{format_ci({'mean': r['spearman_r'], 'ci95': r['ci95']}, '+.2f')} ({r['n']}) |")
+    rows.append(f"| pooled | | | | | | {format_ci({'mean': sc['spearman_r'], 'ci95': sc['ci95']}, '+.2f')} "
+                f"({sc['n']}) |")
+    return rows
+
+
 def ladder_full_claims():
     """README's and paper_notes' full ladder: the numbers of every rung its committed record has, read back through
     ``llm_bridge.ladder.record_summary`` (a resumed or rerun record changes them; this keeps the text in step)."""
@@ -179,6 +203,7 @@ def ladder_full_claims():
         median = np.median([st[a] / co[a] for a in st])
         yield "README.md", f"other animals rise nearly as much (median {median:.1f}x)"
         yield "paper_notes.md", f"raise the other animals nearly as much: a median x{median:.1f}"
+    yield from (("README.md", row) for row in ladder_readme_rows(s))
     figure = ROOT / "figures" / f"{c.name()}.json"
     if figure.exists():
         students_s = load(str(figure.relative_to(ROOT)))["timings"]["students_s"]
