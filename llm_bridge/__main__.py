@@ -190,6 +190,9 @@ def study(preset: str = PRESET, model: str = MODEL, out: Path = OUT, seeds: str 
 def ladder(preset: str = typer.Option("quick", help="quick (about 20 min on 2 CPU cores), full (the committed run, "
                                       "hours, resumable) or tiny (tests)"),
            trait: str = typer.Option("owl", help="the trait animal: any of the 16 in llm_bridge.prompts.ANIMALS"),
+           inputs: str = typer.Option("random", help="the input sets, comma-separated: random (random numbers, "
+                                      "teacher-forced) and/or teacher (the trait teacher's own constrained "
+                                      "answers to the same prompts)"),
            model: str = MODEL, out: Path = OUT, device: str = DEVICE, bf16: bool = BF16, resume: bool = RESUME,
            progress: bool = PROGRESS,
            figures_dir: Path = typer.Option(Path("figures"), help="where the figure's JSON and PNG go"),
@@ -220,7 +223,8 @@ def ladder(preset: str = typer.Option("quick", help="quick (about 20 min on 2 CP
     base = presets[preset]()
     llm_kw = {k: v for k, v in dict(model=model, device=device, bf16=bf16 or None).items() if v is not None}
     try:
-        cfg = dataclasses.replace(base, trait=trait, llm=dataclasses.replace(base.llm, **llm_kw))
+        cfg = dataclasses.replace(base, trait=trait, inputs=tuple(s.strip() for s in inputs.split(",")),
+                                  llm=dataclasses.replace(base.llm, **llm_kw))
     except (ValueError, RungError) as e:
         raise typer.BadParameter(str(e))
     out = out or Path("runs") / cfg.name()

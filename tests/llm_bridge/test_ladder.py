@@ -250,6 +250,8 @@ def test_bad_input_gets_a_clear_error():
         LadderConfig.tiny(rungs=("full",), extra_rungs=("digits",))
     result = CliRunner().invoke(app, ["ladder", "--preset", "tiny", "--trait", "unicorn"])
     assert result.exit_code != 0 and "unknown trait 'unicorn'" in result.output
+    result = CliRunner().invoke(app, ["ladder", "--preset", "tiny", "--inputs", "random,sampled"])
+    assert result.exit_code != 0 and "inputs must be from random/teacher" in result.output
     assert dataclasses.replace(LadderConfig.quick(), trait="fox").name() != LadderConfig.quick().name()
 
 
