@@ -123,8 +123,8 @@ def ladder_claims():
 
 def ladder_readme_rows(s: dict) -> list[str]:
     """README's per-rung table of the full ladder, computed from the record's summary: both log ratios, P(trait)'s
-    rise over the neutral control beside the other animals' median rise, the projection of student and other-trait
-    student, the first step (soft rungs) and each rung's Spearman r; then the pooled r."""
+    rise over the neutral control beside the other animals' median rise and their quotient, the projection of student
+    and other-trait student, the first step (soft rungs) and each rung's Spearman r; then the pooled r."""
     from llm_bridge import rungs
     from llm_bridge.ladder import format_ci
 
@@ -137,10 +137,11 @@ def ladder_readme_rows(s: dict) -> list[str]:
         rows.append(f"| {rung} | {format_ci(st['log_ratio_vs_control'], '+.2f')} | "
                     f"{format_ci(st['log_ratio_vs_other'], '+.2f')} | "
                     f"x{st['p_trait']['mean'] / co['p_trait']['mean']:.1f} / x{median:.1f} | "
+                    f"{st['p_trait']['mean'] / co['p_trait']['mean'] / median:.1f} | "
                     f"{st['dW']['proj_diff_specific']['mean']:.4f} / {ot['dW']['proj_diff_specific']['mean']:.4f} | "
                     f"{format_ci(fs['cos'], '.3f') if fs else '-'} | "
                     f"{format_ci({'mean': r['spearman_r'], 'ci95': r['ci95']}, '+.2f')} ({r['n']}) |")
-    rows.append(f"| pooled | | | | | | {format_ci({'mean': sc['spearman_r'], 'ci95': sc['ci95']}, '+.2f')} "
+    rows.append(f"| pooled | | | | | | | {format_ci({'mean': sc['spearman_r'], 'ci95': sc['ci95']}, '+.2f')} "
                 f"({sc['n']}) |")
     return rows
 
@@ -193,6 +194,27 @@ def ladder_full_claims():
         text = f"{sc['spearman_r']:+.2f} [{sc['ci95'][0]:+.2f}, {sc['ci95'][1]:+.2f}] over "
         yield "paper_notes.md", (f"Spearman r {text}{sc['n']} non-control students" if name in ("pooled", "full")
                                  else f"{text}its {sc['n']}")
+    def rise(arm, rung):  # P over the control's, the ratio of the seed means, for the trait and each other animal
+        a, co = by[f"random/{rung}/{arm}"], by[f"random/{rung}/control"]
+        return (a["p_trait"]["mean"] / co["p_trait"]["mean"],
+                {k: v / co["p_other_animals"][k] for k, v in a["p_other_animals"].items()})
+
+    def over_median(rung):
+        owl, others = rise("student", rung)
+        return owl / np.median(list(others.values()))
+
+    if "random/sampled/student" in by:
+        owl, others = rise("student", "sampled")
+        top = max(others, key=others.get)
+        yield "paper_notes.md", (f"{sum(v > owl for v in others.values())} of the {len(others)} rise more\n    than "
+                                 f"owl's {owl:.1f}x ({top} most, x{others[top]:.1f})")
+        yield "paper_notes.md", (f"owl's rise over the median animal's is {over_median('sampled'):.1f}x,\n    against "
+                                 f"{over_median('digits'):.1f}x on `digits` and {over_median('full'):.0f}x on `full`")
+    for rung, lead in (("full", "the sigma 0.1 student's P(owl) still rises"),
+                       ("digits", "the sigma 0.1 student still rises")):
+        x = by[f"random/{rung}/perturbed0.1"]
+        q = x["p_trait"]["mean"] / x["perturbed_base_p_trait"]["mean"]
+        yield "paper_notes.md", f"{lead} {q:.0f}x" if q >= 5 else f"{lead} {q:.1f}x"
     # the pooled r with the bootstrap over whole triples (their students share inputs and targets)
     from theory.stats import spearman_ci
 
@@ -206,7 +228,8 @@ def ladder_full_claims():
     for rung, lead in (("no-trait-words", "the control is"), ("digits", "it is"), ("sampled", "it is")):
         if f"random/{rung}/student" in by:
             x = by[f"random/{rung}/student"]["log_ratio_vs_control"]["mean"]
-            yield "README.md", f"{lead} {x:+.2f} ({math.exp(x):.0f}x)"
+            yield "README.md", f"{lead} {x:+.2f} ({math.exp(x):.0f}x)" if x >= math.log(5) else \
+                f"{lead} {x:+.2f} ({math.exp(x):.1f}x)"
     if "random/sampled/student" in by:  # the sampled shift's generic part: the other animals' median rise
         st, co = by["random/sampled/student"]["p_other_animals"], by["random/sampled/control"]["p_other_animals"]
         median = np.median([st[a] / co[a] for a in st])
@@ -218,6 +241,14 @@ def ladder_full_claims():
         students_s = load(str(figure.relative_to(ROOT)))["timings"]["students_s"]
         for d in ("README.md", "paper_notes.md"):
             yield d, f"{students_s:.0f} s of student compute"
+        drawn = load(str(figure.relative_to(ROOT)))
+        minutes = np.array([cell["seconds"] for cell in drawn["cells"]]) / 60
+        yield "paper_notes.md", (f"{minutes.mean():.1f} min on average with its evaluation (median "
+                                 f"{np.median(minutes):.1f}, range {minutes.min():.1f}-{minutes.max():.1f}")
+        tp = drawn["teachers_p_trait"]
+        yield "paper_notes.md", (f"the neutral twin {tp['neutral']:.1e}, the cat teacher's P(owl) {tp['other']:.1e}; "
+                                 f"base\n{tp['base']:.1e}")
+        yield "paper_notes.md", f"P(owl)\n{tp['teacher']:.2f} on the evaluation questions"
     yield "README.md", f"with Spearman r {s['scatter']['spearman_r']:+.2f} over {s['scatter']['n']}"
     # the tables `--report` prints, quoted whole: every rung and arm the record has finished, with its CIs
     for line in summary_tables(s, c.trait):
