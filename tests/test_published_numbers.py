@@ -121,6 +121,18 @@ def ladder_claims():
                                  f"{ot['dW']['proj_diff_specific']['mean']:.4f} |")
 
 
+def trait_rise(by: dict, rung: str, arm: str = "student") -> tuple[float, dict]:
+    """An arm's P(trait) and each other animal's P over the neutral control's (the ratio of the seed means)."""
+    a, co = by[f"random/{rung}/{arm}"], by[f"random/{rung}/control"]
+    return (a["p_trait"]["mean"] / co["p_trait"]["mean"],
+            {k: v / co["p_other_animals"][k] for k, v in a["p_other_animals"].items()})
+
+
+def times(x: float) -> str:
+    """A factor as the documents write it: 56x, but 2.6x under 5."""
+    return f"{x:.0f}x" if x >= 5 else f"{x:.1f}x"
+
+
 def ladder_readme_rows(s: dict) -> list[str]:
     """README's per-rung table of the full ladder, computed from the record's summary: both log ratios, P(trait)'s
     rise over the neutral control beside the other animals' median rise and their quotient, the projection of student
@@ -131,13 +143,13 @@ def ladder_readme_rows(s: dict) -> list[str]:
     by, sc = s["by_arm"], s["scatter"]
     rows = []
     for rung in (r for r in rungs.RUNGS if f"random/{r}/student" in by):
-        st, co, ot = (by[f"random/{rung}/{a}"] for a in ("student", "control", "other"))
-        median = np.median([st["p_other_animals"][a] / co["p_other_animals"][a] for a in st["p_other_animals"]])
+        st, ot = by[f"random/{rung}/student"], by[f"random/{rung}/other"]
+        owl, others = trait_rise(by, rung)
+        median = np.median(list(others.values()))
         fs, r = s["first_step"].get(f"random/{rung}"), sc["by_rung"][rung]
         rows.append(f"| {rung} | {format_ci(st['log_ratio_vs_control'], '+.2f')} | "
                     f"{format_ci(st['log_ratio_vs_other'], '+.2f')} | "
-                    f"x{st['p_trait']['mean'] / co['p_trait']['mean']:.1f} / x{median:.1f} | "
-                    f"{st['p_trait']['mean'] / co['p_trait']['mean'] / median:.1f} | "
+                    f"x{owl:.1f} / x{median:.1f} | {owl / median:.1f} | "
                     f"{st['dW']['proj_diff_specific']['mean']:.4f} / {ot['dW']['proj_diff_specific']['mean']:.4f} | "
                     f"{format_ci(fs['cos'], '.3f') if fs else '-'} | "
                     f"{format_ci({'mean': r['spearman_r'], 'ci95': r['ci95']}, '+.2f')} ({r['n']}) |")
@@ -151,6 +163,7 @@ def ladder_full_claims():
     ``llm_bridge.ladder.record_summary`` (a resumed or rerun record changes them; this keeps the text in step)."""
     from llm_bridge.config import LadderConfig
     from llm_bridge.ladder import format_ci, record_summary, summary_tables
+    from theory.stats import spearman_ci
 
     c = LadderConfig.paper()
     record = ROOT / "figures" / f"{c.name()}_record"
@@ -194,18 +207,15 @@ def ladder_full_claims():
         text = f"{sc['spearman_r']:+.2f} [{sc['ci95'][0]:+.2f}, {sc['ci95'][1]:+.2f}] over "
         yield "paper_notes.md", (f"Spearman r {text}{sc['n']} non-control students" if name in ("pooled", "full")
                                  else f"{text}its {sc['n']}")
-    def rise(arm, rung):  # P over the control's, the ratio of the seed means, for the trait and each other animal
-        a, co = by[f"random/{rung}/{arm}"], by[f"random/{rung}/control"]
-        return (a["p_trait"]["mean"] / co["p_trait"]["mean"],
-                {k: v / co["p_other_animals"][k] for k, v in a["p_other_animals"].items()})
-
     def over_median(rung):
-        owl, others = rise("student", rung)
+        owl, others = trait_rise(by, rung)
         return owl / np.median(list(others.values()))
 
-    if "random/sampled/student" in by:
-        owl, others = rise("student", "sampled")
-        top = max(others, key=others.get)
+    if "random/sampled/student" in by:  # the sampled shift's generic part
+        owl, others = trait_rise(by, "sampled")
+        top, median = max(others, key=others.get), np.median(list(others.values()))
+        yield "README.md", f"other animals rise nearly as much (median {median:.1f}x)"
+        yield "paper_notes.md", f"raise the other animals nearly as much: a median x{median:.1f}"
         yield "paper_notes.md", (f"{sum(v > owl for v in others.values())} of the {len(others)} rise more\n    than "
                                  f"owl's {owl:.1f}x ({top} most, x{others[top]:.1f})")
         yield "paper_notes.md", (f"owl's rise over the median animal's is {over_median('sampled'):.1f}x,\n    against "
@@ -214,10 +224,8 @@ def ladder_full_claims():
                        ("digits", "the sigma 0.1 student still rises")):
         x = by[f"random/{rung}/perturbed0.1"]
         q = x["p_trait"]["mean"] / x["perturbed_base_p_trait"]["mean"]
-        yield "paper_notes.md", f"{lead} {q:.0f}x" if q >= 5 else f"{lead} {q:.1f}x"
-    # the pooled r with the bootstrap over whole triples (their students share inputs and targets)
-    from theory.stats import spearman_ci
-
+        yield "paper_notes.md", f"{lead} {times(q)}"
+    # the pooled r with the bootstrap over whole triples (their students share the inputs' order and the control)
     pts = s["scatter"]["points"]
     grouped = spearman_ci([q["proj_diff_specific"] for q in pts], [q["delta_log_p_trait"] for q in pts],
                           groups=[f"{q['inputs']}/{q['rung']}/{q['seed']}" for q in pts])
@@ -228,20 +236,13 @@ def ladder_full_claims():
     for rung, lead in (("no-trait-words", "the control is"), ("digits", "it is"), ("sampled", "it is")):
         if f"random/{rung}/student" in by:
             x = by[f"random/{rung}/student"]["log_ratio_vs_control"]["mean"]
-            yield "README.md", f"{lead} {x:+.2f} ({math.exp(x):.0f}x)" if x >= math.log(5) else \
-                f"{lead} {x:+.2f} ({math.exp(x):.1f}x)"
-    if "random/sampled/student" in by:  # the sampled shift's generic part: the other animals' median rise
-        st, co = by["random/sampled/student"]["p_other_animals"], by["random/sampled/control"]["p_other_animals"]
-        median = np.median([st[a] / co[a] for a in st])
-        yield "README.md", f"other animals rise nearly as much (median {median:.1f}x)"
-        yield "paper_notes.md", f"raise the other animals nearly as much: a median x{median:.1f}"
+            yield "README.md", f"{lead} {x:+.2f} ({times(math.exp(x))})"
     yield from (("README.md", row) for row in ladder_readme_rows(s))
     figure = ROOT / "figures" / f"{c.name()}.json"
     if figure.exists():
-        students_s = load(str(figure.relative_to(ROOT)))["timings"]["students_s"]
-        for d in ("README.md", "paper_notes.md"):
-            yield d, f"{students_s:.0f} s of student compute"
         drawn = load(str(figure.relative_to(ROOT)))
+        for d in ("README.md", "paper_notes.md"):
+            yield d, f"{drawn['timings']['students_s']:.0f} s of student compute"
         minutes = np.array([cell["seconds"] for cell in drawn["cells"]]) / 60
         yield "paper_notes.md", (f"{minutes.mean():.1f} min on average with its evaluation (median "
                                  f"{np.median(minutes):.1f}, range {minutes.min():.1f}-{minutes.max():.1f}")
