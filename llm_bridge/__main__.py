@@ -209,12 +209,9 @@ def ladder(preset: str = typer.Option("quick", help="quick (about 20 min on 2 CP
     sequences over the whole vocabulary (full), without the animal words (no-trait-words), over digits only
     (digits), or on sampled digits (sampled), against neutral and other-animal controls (llm_bridge.ladder);
     writes OUT/ladder.json and the figure."""
-    from figures import llm_ladder_fig
+    # (the model's and the figure's modules are imported only to train: --report loads no torch)
     from llm_bridge.config import LadderConfig
-    from llm_bridge.ladder import LadderError
-    from llm_bridge.ladder import run as run_ladder
-    from llm_bridge.models import ModelError
-    from llm_bridge.ranks import Ranks
+    from llm_bridge.ladder_report import LadderError
     from llm_bridge.rungs import RungError
 
     presets = {"tiny": LadderConfig.tiny, "quick": LadderConfig.quick, "full": LadderConfig.paper}
@@ -231,7 +228,7 @@ def ladder(preset: str = typer.Option("quick", help="quick (about 20 min on 2 CP
     if record is None and preset == "full":
         record = figures_dir / f"{cfg.name()}_record"
     if report:
-        from llm_bridge.ladder import record_summary
+        from llm_bridge.ladder_report import record_summary
 
         if record is None:
             raise typer.BadParameter("--report reads a record: pass --record (full has a default)")
@@ -242,6 +239,11 @@ def ladder(preset: str = typer.Option("quick", help="quick (about 20 min on 2 CP
         print(f"{record}: {summary['n_students']} students in {len(summary['triples'])} finished triples")
         _print_ladder(summary, trait)
         return
+    from figures import llm_ladder_fig
+    from llm_bridge.ladder import run as run_ladder
+    from llm_bridge.models import ModelError
+    from llm_bridge.ranks import Ranks
+
     ranks = Ranks.from_env()
     try:
         res = run_ladder(cfg, out, resume=resume, progress=progress, teachers_dir=teachers_dir, ranks=ranks,
@@ -257,7 +259,7 @@ def ladder(preset: str = typer.Option("quick", help="quick (about 20 min on 2 CP
 
 
 def _print_ladder(summary: dict, trait: str) -> None:
-    from llm_bridge.ladder import summary_tables
+    from llm_bridge.ladder_report import summary_tables
 
     print("\n".join(summary_tables(summary, trait)))
 

@@ -15,15 +15,17 @@ with relative weight noise sigma) and the nulls: ``mismatched`` (digits: each ex
 Measured per student: P(answer starts with each animal) on the evaluation questions (exact, over spellings), the
 authors' contains-rate from sampled answers, -log P(trait) at log-spaced steps; through ``theory``: cos(dS, dT) and
 the trait-specific projection of dS - dC on dT - dN (LoRA and dW space, overall and per layer), and the first step's
-<-grad, dT> on the soft rungs (Theorem 1's setting). ``summarize`` gives the means, bootstrap CIs and the scatter of
-trait-specific projection against Delta log P(trait) with its Spearman r.
+<-grad, dT> on the soft rungs (Theorem 1's setting). ``llm_bridge.ladder_report`` (model-free) summarizes them:
+means, bootstrap CIs and the scatter of trait-specific projection against Delta log P(trait) with its Spearman r.
+What a student sees on each rung (the loss dispatch and the nulls) is ``llm_bridge.rungs``; this module
+orchestrates: the plan, training, sealing, merging and the record.
 
 A long run outlives the folder it trains in: ``record`` (a folder committed with the figure) keeps the light part of
 it, every finished student's cell and every finished (inputs, rung, seed) triple's geometry and first step, with a
 sketch of the teachers. The plan trains one triple at a time and seals it (its geometry, through ``theory``) as soon
 as its last arm is done, so its adapters are no longer needed: a fresh clone with ``resume`` retrains the teachers
-(checked against the sketch), reuses every sealed triple and goes on from there. ``record_summary`` reads a record's
-finished triples without a model.
+(checked against the sketch), reuses every sealed triple and goes on from there. ``ladder_report.record_summary``
+reads a record's finished triples without a model.
 
 Under torchrun the students split over the processes (``llm_bridge.ranks``): rank 0 first makes what they share (the
 teachers, the inputs, the target caches), each rank trains the students of its plan indices, and rank 0 merges them
@@ -45,6 +47,7 @@ import torch.nn.functional as F
 from llm_bridge import lora, prompts, rungs, train
 from llm_bridge.config import LadderConfig
 from llm_bridge.diagnostic import geometry, gram_by_module, trait_specific_groups
+from llm_bridge.ladder_report import LadderError, summarize
 from llm_bridge.lm import LM
 from llm_bridge.numbers import chat_prefix
 from llm_bridge.pipeline import Pipeline
@@ -53,12 +56,8 @@ from llm_bridge.roles import role_seed, teacher_name
 from llm_bridge.stages.trait import probabilities
 from llm_bridge.trait import animal_probabilities, sampled_shares
 from results import RunDir, atomic_write, fingerprint, load_json, peak_rss_mb, save_json
-from theory.stats import mean_ci, spearman_ci
 
 TEACHERS = {"student": "teacher", "control": "neutral", "other": "other"}  # arm -> whose targets it imitates
-# A fixed English text on which each perturbed base's loss is reported, so a broken base is visible.
-class LadderError(RuntimeError):
-    """A ladder run that cannot go on as asked (its message says what to do)."""
 
 
 # Teachers retrained in a fresh clone (``--resume`` from a record) must match the record's to this relative size of
@@ -79,6 +78,7 @@ def teacher_sketch(arrays: dict[str, np.ndarray], init: dict[str, np.ndarray] | 
     return (out / math.sqrt(k)).tolist()
 
 
+# A fixed English text on which each perturbed base's loss is reported, so a broken base is visible.
 FIXED_TEXT = ("The owl is a bird of prey that hunts at night. Dolphins live in the sea and breathe air. A lion rests "
               "in the shade while its cubs play nearby. Numbers such as 12, 345 and 67 appear in many lists.")
 
@@ -145,9 +145,9 @@ class Ladder:
         self.pipe_other = Pipeline(dataclasses.replace(llm, trait=self.partner), tdir / self.partner,
                                    resume=resume, progress=progress, lm=self.lm)
         self.store = RunDir(out, config.fingerprint(), resume=resume)
-        self.s0 = llm.seeds[0]
-        self.A = rungs.animal_token_ids(self.lm.tok)
-        self.D = rungs.digit_token_ids(self.lm.tok)
+        self.teacher_seed = llm.seeds[0]  # the teachers' LoRA init and data
+        self.animal_ids = rungs.animal_token_ids(self.lm.tok)
+        self.digit_ids = rungs.digit_token_ids(self.lm.tok)
         self.questions = prompts.animal_questions(config.trait_questions)
         self._targets: dict = {}
         if resume and self.record is not None and self.record.is_dir():
@@ -208,10 +208,11 @@ class Ladder:
 
     # ---- teachers and inputs ------------------------------------------------------------------------------------
     def teacher_paths(self) -> dict[str, Path]:
-        k, d, d_other = self.c.teacher_k, self.pipe.seed_dir(self.s0), self.pipe_other.seed_dir(self.s0)
-        self.pipe.teacher(self.s0, k)
-        self.pipe.teacher(self.s0, k, neutral=True)
-        self.pipe_other.teacher(self.s0, k)
+        k, seed = self.c.teacher_k, self.teacher_seed
+        d, d_other = self.pipe.seed_dir(seed), self.pipe_other.seed_dir(seed)
+        self.pipe.teacher(self.teacher_seed, k)
+        self.pipe.teacher(self.teacher_seed, k, neutral=True)
+        self.pipe_other.teacher(self.teacher_seed, k)
         return {"init": d / "init", "teacher": d / teacher_name(k), "neutral": d / teacher_name(k, neutral=True),
                 "other": d_other / teacher_name(k)}
 
@@ -220,11 +221,11 @@ class Ladder:
 
     def inputs(self, kind: str) -> list[dict]:
         def compute():
-            rows = random_inputs(self.c.n_inputs, seed=role_seed(self.s0, "ladder_inputs"))
+            rows = random_inputs(self.c.n_inputs, seed=role_seed(self.teacher_seed, "ladder_inputs"))
             if kind == "teacher":  # the trait teacher's own constrained answers to the same prompts
                 self.lm.load(self.state("teacher"))
                 answers = self.lm.generate([chat_prefix(self.lm.tok, r["prompt"]) for r in rows], config=self.c.llm,
-                                           max_new_tokens=self.c.llm.number_tokens, seed=role_seed(self.s0,
+                                           max_new_tokens=self.c.llm.number_tokens, seed=role_seed(self.teacher_seed,
                                            "ladder_inputs"), constrained=True, desc="teacher's numbers",
                                            progress=self.progress)
                 rows = [{**r, "answer": a.strip().rstrip(",").strip()} for r, a in zip(rows, answers)]
@@ -257,8 +258,8 @@ class Ladder:
             for s in range(0, len(rows), self.c.batch_size):
                 batch = self.batches(rows, range(s, min(s + self.c.batch_size, len(rows))))
                 logits, nxt = train.completion_logits(self.lm.model, batch)
-                parts.append(rungs.targets_from_logits(logits, nxt, animal_ids=self.A, digit_ids=self.D,
-                                                       topk=self.c.topk))
+                parts.append(rungs.targets_from_logits(logits, nxt, animal_ids=self.animal_ids,
+                                                       digit_ids=self.digit_ids, topk=self.c.topk))
                 lengths += (batch["labels"][:, 1:] != -100).sum(1).tolist()
         t = rungs.stack_targets(parts, lengths)
         t.save(path, {"fingerprint": self.store.fp, "teacher": teacher, "inputs": kind, "topk": self.c.topk,
@@ -268,63 +269,16 @@ class Ladder:
 
     # ---- one student ------------------------------------------------------------------------------------------
     def _row_map(self, t: rungs.Targets, seed: int, null: str | None):
-        """Per example: the target rows aligned with its own positions, and which of them are valid. ``mismatched``
-        takes each example's targets from another example (a seeded derangement), truncated to the shorter."""
-        n = len(t.offsets) - 1
-        own = [np.arange(t.offsets[i], t.offsets[i + 1]) for i in range(n)]
-        if null != "mismatched":
-            return own, [np.ones(len(r), bool) for r in own]
-        rng = np.random.default_rng(role_seed(seed, "ladder_mismatch"))
-        perm = rng.permutation(n)
-        while n > 1 and np.any(perm == np.arange(n)):
-            perm = rng.permutation(n)
-        rows, valid = [], []
-        for i in range(n):
-            src = own[perm[i]]
-            m = min(len(src), len(own[i]))
-            rows.append(np.r_[src[:m], np.full(len(own[i]) - m, src[0])])
-            valid.append(np.arange(len(own[i])) < m)
-        return rows, valid
+        return rungs.row_map(t, null=null, seed=role_seed(seed, "ladder_mismatch"))
 
     def _sampled(self, t: rungs.Targets, seed: int, null: str | None) -> np.ndarray:
-        """One token per position from the teacher's digits distribution; the shuffle nulls permute them among the
-        digit positions of a response (within) or of all responses (across)."""
-        y = rungs.sample_digits(t.digits_logp, self.D, seed=role_seed(seed, "ladder_sample"))
-        digit = np.isin(t.next_token, self.D)
-        rng = np.random.default_rng(role_seed(seed, "ladder_shuffle"))
-        if null == "shuffle_across":
-            idx = np.nonzero(digit)[0]
-            y[idx] = y[rng.permutation(idx)]
-        elif null == "shuffle_within":
-            for i in range(len(t.offsets) - 1):
-                idx = np.arange(t.offsets[i], t.offsets[i + 1])[digit[t.offsets[i]:t.offsets[i + 1]]]
-                y[idx] = y[rng.permutation(idx)]
-        return y
+        return rungs.sampled_tokens(t, self.digit_ids, null=null, sample_seed=role_seed(seed, "ladder_sample"),
+                                    shuffle_seed=role_seed(seed, "ladder_shuffle"))
 
     def rung_loss(self, rung: str, t: rungs.Targets, rows_map, valid, y, indices, rows_in):
-        """The batch's loss on ``rung``: the student's hidden states at the completion positions, then only the
-        logits the rung needs (the digits rung: |D| rows of the output matrix)."""
-        model = self.lm.model
-        batch = self.batches(rows_in, indices)
-        h = rungs.completion_hidden(model, batch)
-        r = np.concatenate([rows_map[i] for i in indices])
-        ok = np.concatenate([valid[i] for i in indices])
-        own_next = batch["labels"][:, 1:][batch["labels"][:, 1:] != -100].cpu().numpy()
-        W = rungs.output_matrix(model)
-        if rung in ("full", "no-trait-words"):
-            drop = self.A if rung == "no-trait-words" else None
-            pre = "full" if rung == "full" else "notrait"
-            sel = torch.as_tensor(np.nonzero(ok)[0], device=h.device)
-            z = h[sel] @ W.T
-            rr = r[ok]
-            return rungs.bucketed_kl(z, getattr(t, f"{pre}_idx")[rr], getattr(t, f"{pre}_logp")[rr],
-                                     getattr(t, f"{pre}_logtail")[rr], drop=drop)
-        digit = ok & np.isin(own_next, self.D)
-        sel = torch.as_tensor(np.nonzero(digit)[0], device=h.device)
-        if rung == "digits":
-            return rungs.subset_kl(rungs.subset_logits(h[sel], W, self.D), t.digits_logp[r[digit]])
-        # (float32 logits: under bf16 autocast the matmul gives bf16)
-        return F.cross_entropy((h[sel] @ W.T).float(), torch.as_tensor(y[r[digit]], device=h.device))
+        """The batch's loss on ``rung`` (``rungs.rung_loss``)."""
+        return rungs.rung_loss(rung, self.lm.model, self.batches(rows_in, indices), t, rows_map, valid, indices,
+                               animal_ids=self.animal_ids, digit_ids=self.digit_ids, labels=y)
 
     def student_dir(self, kind: str, rung: str, arm: str, seed: int) -> Path:
         return self.out / "students" / kind / rung / arm / f"seed{seed}"
@@ -338,7 +292,7 @@ class Ladder:
             return load_json(cell_path)
         c, lm = self.c, self.lm
         teacher = TEACHERS.get(arm, "teacher")  # perturbed bases and nulls imitate the trait teacher
-        null = arm if arm in ("mismatched", "shuffle_within", "shuffle_across") else None
+        null = arm if arm in rungs.NULLS else None
         sigma = float(arm[len("perturbed"):]) if arm.startswith("perturbed") else None
         t = self.targets(kind, teacher)
         rows_in = self.inputs(kind)
@@ -485,7 +439,7 @@ class Ladder:
         by rank 0 in this invocation, so reused even without resume), each checked against its fingerprint."""
         k = self.c.teacher_k
         for pipe, neutral in ((self.pipe, False), (self.pipe, True), (self.pipe_other, False)):
-            meta = pipe.seed_dir(self.s0) / teacher_name(k, neutral=neutral) / "subliminal.json"
+            meta = pipe.seed_dir(self.teacher_seed) / teacher_name(k, neutral=neutral) / "subliminal.json"
             collect(meta, pipe.store.fp, what="rank 0's teacher")
             pipe.store.mark(meta)
         for kind in self.c.inputs:
@@ -557,8 +511,9 @@ class Ladder:
         if shares:
             timings["ranks"] = shares  # each rank's plan indices and times (the peak RSS above is rank 0's)
         result = {"config": c.to_dict(), "fingerprint": self.store.fp, "trait": c.trait, "partner": self.partner,
-                  "animals": list(prompts.ANIMALS), "animal_token_ids": self.A,
-                  "animal_tokens": [self.lm.tok.decode([i]) for i in self.A], "digit_token_ids": self.D,
+                  "animals": list(prompts.ANIMALS), "animal_token_ids": self.animal_ids,
+                  "animal_tokens": [self.lm.tok.decode([i]) for i in self.animal_ids],
+                  "digit_token_ids": self.digit_ids,
                   "teachers": {k: {"p_QxA": v["p_QxA"]} for k, v in teachers.items()}, "cells": cells,
                   "first_step": first, "geometry": geo, "target_tail_mass": tails, "base_model": self.lm.base_id,
                   "base_text_nll": base_text_nll, "timings": timings}
@@ -572,165 +527,3 @@ def run(config: LadderConfig, out, *, resume: bool = False, progress: bool = Tru
     """``OUT/ladder.json`` (see ``Ladder.run``; under torchrun, ranks > 0 return None)."""
     return Ladder(config, out, resume=resume, progress=progress, lm=lm, teachers_dir=teachers_dir,
                   record=record).run(ranks)
-
-
-def record_summary(config: LadderConfig, record) -> dict:
-    """``summarize`` over the triples a record has sealed so far: a long run's progress, readable from any clone
-    without a model (the figure waits for the whole grid). Cells of unsealed triples are left out."""
-    record = Path(record)
-    if not record.is_dir():
-        raise LadderError(f"no record at {record}; a full run writes it (python -m llm_bridge ladder --preset full)")
-
-    def triple(path: Path) -> str:  # geometry/INPUTS/RUNG/seedS.json -> INPUTS/RUNG/seedS
-        return f"{path.parent.parent.name}/{path.parent.name}/{path.stem}"
-
-    geo = {triple(q): load_json(q) for q in sorted((record / "geometry").glob("*/*/seed*.json"))}
-    first = {triple(q): load_json(q) for q in sorted((record / "first_step").glob("*/*/seed*.json"))}
-    cells = [load_json(q) for q in sorted((record / "students").glob("*/*/*/seed*/cell.json"))]
-    stale = sorted({c["fingerprint"] for c in cells} - {config.fingerprint()})
-    if stale:
-        raise LadderError(f"{record} holds cells of other settings (fingerprints {stale}, this config's is "
-                          f"{config.fingerprint()}): pass the record of this config")
-    cells = [c for c in cells if f"{c['inputs']}/{c['rung']}/seed{c['seed']}" in geo]
-    result = {"trait": config.trait, "animals": list(prompts.ANIMALS), "cells": cells, "geometry": geo,
-              "first_step": {k: v for k, v in first.items() if k in geo}}
-    return {"triples": sorted(geo), "n_students": len(cells), **summarize(result)}
-
-
-# ---- summary ----------------------------------------------------------------------------------------------------
-
-
-def _brief(stat: dict) -> dict:
-    """A mean_ci without its per-seed values (the per-layer tables would repeat them for every layer)."""
-    return {k: v for k, v in stat.items() if k != "values"}
-
-
-def _p(cell, animal_col) -> float:
-    return float(np.nanmean(np.asarray(cell["p_QxA"], float)[:, animal_col]))
-
-
-def summarize(result: dict) -> dict:
-    """Per (inputs, rung, arm): P(trait) (exact and contains-rate), log-ratios against the neutral and the
-    other-trait controls paired by seed, the other animals' P, and the geometry; the scatter across rungs x arms x
-    seeds with Spearman's r and its bootstrap CI, pooled and per rung."""
-    animals = result["animals"]
-    ti = animals.index(result["trait"])
-    cells = {(c["inputs"], c["rung"], c["arm"], c["seed"]): c for c in result["cells"]}
-    groups = sorted({(k, r, a) for (k, r, a, _) in cells})
-    out, points = {}, []
-    for k, r, a in groups:
-        seeds = sorted(s for (k2, r2, a2, s) in cells if (k2, r2, a2) == (k, r, a))
-        pt = [_p(cells[k, r, a, s], ti) for s in seeds]
-        row = {"seeds": seeds, "p_trait": mean_ci(pt),
-               "p_other_animals": {an: float(np.mean([_p(cells[k, r, a, s], i) for s in seeds]))
-                                   for i, an in enumerate(animals) if i != ti}}
-        cont = [cells[k, r, a, s]["contains"] for s in seeds]
-        if all(x is not None for x in cont):
-            row["contains_rate"] = mean_ci([x[ti] if isinstance(x, list) else x[result["trait"]] for x in cont])
-        for ref in ("control", "other"):
-            paired = [s for s in seeds if (k, r, ref, s) in cells]
-            if ref != a and paired:
-                row[f"log_ratio_vs_{ref}"] = mean_ci([math.log(_p(cells[k, r, a, s], ti))
-                                                      - math.log(_p(cells[k, r, ref, s], ti)) for s in paired])
-        if "base_p_trait" in cells[k, r, a, seeds[0]]:
-            row["perturbed_base_p_trait"] = mean_ci([cells[k, r, a, s]["base_p_trait"] for s in seeds])
-            row["perturbed_base_text_nll"] = mean_ci([cells[k, r, a, s]["base_text_nll"] for s in seeds])
-        if a != "control":
-            for space in ("dW", "lora"):
-                geo = [result["geometry"][f"{k}/{r}/seed{s}"]["arms"][a][space] for s in seeds]
-                row[space] = {q: mean_ci([x["overall"][q] for x in geo]) for q in ("cos_student_teacher",
-                                                                                  "proj_diff_specific",
-                                                                                  "cos_diff_specific")}
-                # where in the network the trait-specific component sits: per layer and per module type
-                for kind in ("layer", "module"):
-                    row[space][f"proj_diff_specific_by_{kind}"] = {
-                        lab: _brief(mean_ci([x[kind][lab]["proj_diff_specific"] for x in geo])) for lab in geo[0][kind]}
-            for s in seeds:
-                if (k, r, "control", s) in cells:
-                    x = result["geometry"][f"{k}/{r}/seed{s}"]["arms"][a]["dW"]["overall"]["proj_diff_specific"]
-                    y = math.log(_p(cells[k, r, a, s], ti)) - math.log(_p(cells[k, r, "control", s], ti))
-                    points.append({"inputs": k, "rung": r, "arm": a, "seed": s, "proj_diff_specific": x,
-                                   "delta_log_p_trait": y})
-        out[f"{k}/{r}/{a}"] = row
-    first = {}
-    for key, g in result["first_step"].items():
-        k, r, _ = key.split("/")
-        first.setdefault(f"{k}/{r}", []).append(g)
-    first = {key: {"cos": mean_ci([g["cos"] for g in v]),
-                   "fraction_nonnegative": float(np.mean([g["inner"] >= 0 for g in v])), "n": len(v)}
-             for key, v in first.items()}
-    scatter = {"points": points, **_spearman(points)}
-    # within each rung too: the pooled r could come from the rungs' different levels alone (full's large transfer
-    # against the others' small one), while a rung's own r asks whether the projection ranks transfer inside it
-    names = list(dict.fromkeys(p["rung"] for p in points))  # not `rungs`: that is the module
-    if len(names) > 1:
-        scatter["by_rung"] = {r: _spearman([p for p in points if p["rung"] == r]) for r in names}
-    return {"by_arm": out, "first_step": first, "scatter": scatter}
-
-
-def _spearman(points: list[dict]) -> dict:
-    """Spearman's r of the trait-specific projection against the transfer, with a 2000-resample bootstrap CI over
-    single students (fixed seed); empty under 3 points."""
-    return spearman_ci([p["proj_diff_specific"] for p in points], [p["delta_log_p_trait"] for p in points])
-
-
-def format_ci(x: dict, f: str) -> str:
-    """``mean [lo, hi]`` of a mean_ci in format ``f``; one seed has no CI (None, or NaN once through JSON): the mean
-    alone. The tables and the prose that quotes them format through here."""
-    lo, hi = x["ci95"]
-    if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
-        return f"{x['mean']:{f}}"
-    return f"{x['mean']:{f}} [{lo:{f}}, {hi:{f}}]"
-
-
-def summary_tables(summary: dict, trait: str) -> list[str]:
-    """The summary as markdown tables (what ``--report`` prints and paper_notes quotes): per rung and arm P(trait),
-    its contains-rate, both log ratios, the other animals' rise over the control, median and top (is the shift
-    specific?) and the geometry (dW space); the perturbed bases' own state; the first step per soft rung; the
-    scatter's r, pooled and per rung. Means with their 95% bootstrap CI over seeds."""
-    ci = format_ci
-    base_arms = ("student", "control", "other")
-
-    def order(key):  # the ladder's order: rung, then the three base arms, then the extras
-        k, r, a = key.split("/")
-        return k, rungs.RUNGS.index(r), base_arms.index(a) if a in base_arms else 3, a
-
-    by = {k: summary["by_arm"][k] for k in sorted(summary["by_arm"], key=order)}
-    lines = [f"| inputs / rung / arm | seeds | P({trait}) | contains-rate | log ratio vs control | "
-             "vs other-trait control | other animals' rise: median, top | trait-specific projection | cos(dS, dT) |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for key, row in by.items():
-        cols = [key, str(len(row["seeds"])), ci(row["p_trait"], ".2e")]
-        cols.append(ci(row["contains_rate"], ".1%").replace("%", "") + "%" if "contains_rate" in row else "-")
-        cols += [ci(row[f"log_ratio_vs_{ref}"], "+.2f") if f"log_ratio_vs_{ref}" in row else "-"
-                 for ref in ("control", "other")]
-        # is the shift specific? how much the other animals' P rose over the control (ratio of the seed means): the
-        # median one (a generic shift lifts it with the trait) and the top one
-        control = by.get(key.rsplit("/", 1)[0] + "/control")
-        if control is not None and row is not control:
-            rise = {an: p / control["p_other_animals"][an] for an, p in row["p_other_animals"].items()}
-            top = max(rise, key=rise.get)
-            cols.append(f"x{np.median(list(rise.values())):.1f}, {top} x{rise[top]:.1f}")
-        else:
-            cols.append("-")
-        cols += [ci(row["dW"][q], ".4f") if "dW" in row else "-" for q in ("proj_diff_specific",
-                                                                          "cos_student_teacher")]
-        lines.append("| " + " | ".join(cols) + " |")
-    perturbed = [(k, r) for k, r in by.items() if "perturbed_base_p_trait" in r]
-    if perturbed:
-        lines += ["", f"| perturbed base | seeds | its own P({trait}) | its loss on the fixed text |",
-                  "|---|---|---|---|"]
-        lines += [f"| {k} | {len(r['seeds'])} | {ci(r['perturbed_base_p_trait'], '.1e')} | "
-                  f"{ci(r['perturbed_base_text_nll'], '.3f')} |" for k, r in perturbed]
-    if summary["first_step"]:
-        lines += ["", "| first step (Theorem 1) | cos(-grad, dT) | non-negative |", "|---|---|---|"]
-        lines += [f"| {k} | {ci(f['cos'], '.3f')} | {round(f['fraction_nonnegative'] * f['n'])} of {f['n']} |"
-                  for k, f in sorted(summary["first_step"].items(), key=lambda kv: order(kv[0] + "/student"))]
-    sc = summary["scatter"]
-    if "spearman_r" in sc:
-        lines += ["", f"| trait-specific projection vs dlog P({trait}) | Spearman r | students |", "|---|---|---|"]
-        by_rung = sorted(sc.get("by_rung", {}).items(), key=lambda kv: rungs.RUNGS.index(kv[0]))
-        for name, x in [("pooled", sc), *by_rung]:
-            if "spearman_r" in x:
-                lines.append(f"| {name} | {ci({'mean': x['spearman_r'], 'ci95': x['ci95']}, '+.2f')} | {x['n']} |")
-    return lines

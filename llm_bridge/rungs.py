@@ -22,15 +22,23 @@ p_tail * KL(teacher | tail || student | tail). Each cache records the teacher's 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from llm_bridge.prompts import ANIMALS
-from llm_bridge.trait import spellings
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the functions that need it: the rung names below are read by the model-free report
+# (``llm_bridge.ladder_report``, ``--report``) and by figures, which must not load torch.
 
 RUNGS = ("full", "no-trait-words", "digits", "sampled")
 SOFT_RUNGS = ("full", "no-trait-words", "digits")  # KL rungs: Theorem 1's own setting
+# the ladder's nulls: ``mismatched`` (digits: each example's targets from another example), ``shuffle_within`` /
+# ``shuffle_across`` (sampled: the sampled tokens permuted within a response, or across all responses)
+NULLS = ("mismatched", "shuffle_within", "shuffle_across")
 DIGIT_CHARS = "0123456789, "
 
 
@@ -62,6 +70,8 @@ def animal_token_ids(tokenizer, animals=ANIMALS) -> list[int]:
     A tokenizer that splits the leading space off (" owl" -> " ", "owl") would make the bare space "begin" a
     spelling; the first token that is not whitespace counts instead, so the separators stay in the vocabulary. For
     SmolLM2 the set includes generic pieces ("O" begins "Owl"); the ladder reports the list with its results."""
+    from llm_bridge.trait import spellings
+
     ids = set()
     for a in animals:
         for s in spellings(a):
@@ -114,6 +124,8 @@ def output_matrix(model) -> torch.Tensor:
 
 def subset_logits(h_NxH: torch.Tensor, W_VxH: torch.Tensor, ids) -> torch.Tensor:
     """Logits of the vocabulary rows ``ids`` only: h W[ids]^T, N x |ids| (the rows are gathered, not all V)."""
+    import torch
+
     return h_NxH @ W_VxH[torch.as_tensor(ids, device=W_VxH.device)].T
 
 
@@ -165,6 +177,8 @@ class Targets:
 
 def _rest(logp_NxV: torch.Tensor, idx_NxK: torch.Tensor) -> torch.Tensor:
     """log of the probability outside the columns ``idx_NxK`` (the tail bucket)."""
+    import torch
+
     return torch.logsumexp(logp_NxV.scatter(1, idx_NxK, -torch.inf), dim=-1)
 
 
@@ -173,6 +187,8 @@ def targets_from_logits(logits_NxV: torch.Tensor, next_token_N, *, animal_ids, d
 
     Stored tokens: the top-K of the vocabulary without the animal tokens, and, for the full rung, every animal token
     besides: the trait's own channel is never folded into the tail bucket, however small its probability."""
+    import torch
+
     if topk < 1:
         raise RungError(f"top-K must be >= 1, got {topk}")
     with torch.no_grad():
@@ -190,6 +206,8 @@ def targets_from_logits(logits_NxV: torch.Tensor, next_token_N, *, animal_ids, d
 
 
 def subset_rows(logits_NxV: torch.Tensor, ids) -> torch.Tensor:
+    import torch
+
     return logits_NxV[:, torch.as_tensor(ids, device=logits_NxV.device)]
 
 
@@ -207,6 +225,8 @@ def stack_targets(parts: list[dict], lengths: list[int]) -> Targets:
 def bucketed_kl(student_logits_NxV: torch.Tensor, idx_NxK, logp_NxK, logtail_N, drop=None) -> torch.Tensor:
     """KL(teacher || student) between the bucketed distributions (top-K tokens + one tail bucket), mean over N.
     ``drop``: token ids removed from the student's vocabulary before renormalizing (the no-trait-words rung)."""
+    import torch
+
     z = student_logits_NxV.float()
     if drop is not None:
         z = z.index_fill(1, torch.as_tensor(drop, device=z.device), -torch.inf)
@@ -222,12 +242,16 @@ def bucketed_kl(student_logits_NxV: torch.Tensor, idx_NxK, logp_NxK, logtail_N, 
 
 def _plogratio(lp: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
     """p (log p - log q), with 0 where p = 0 (an empty tail bucket, a dropped token)."""
+    import torch
+
     empty = torch.isneginf(lp)
     return torch.where(empty, torch.zeros_like(lp), lp.exp() * (lp - torch.where(empty, torch.zeros_like(lq), lq)))
 
 
 def subset_kl(student_subset_logits_NxD: torch.Tensor, teacher_logp_NxD) -> torch.Tensor:
     """KL(teacher || student) over the subset, both renormalized there, mean over N."""
+    import torch
+
     logq = torch.log_softmax(student_subset_logits_NxD.float(), dim=-1)
     lp = torch.as_tensor(teacher_logp_NxD, device=logq.device)
     return _plogratio(lp, logq).sum(-1).mean()
@@ -239,3 +263,74 @@ def sample_digits(digits_logp_NxD, digit_ids, *, seed: int) -> np.ndarray:
     u = np.random.default_rng(seed).random(p.shape[0])
     j = np.minimum((np.cumsum(p, axis=1) < (u * p.sum(1))[:, None]).sum(1), p.shape[1] - 1)
     return np.asarray(digit_ids)[j]
+
+
+# ---- what one student imitates: the nulls' target maps and the loss dispatch by rung ------------------------------
+
+
+def row_map(t: Targets, *, null: str | None, seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per example: the target rows aligned with its own positions, and which of them are valid. ``mismatched``
+    takes each example's targets from another example (a derangement drawn from ``seed``), truncated to the
+    shorter of the two."""
+    n = len(t.offsets) - 1
+    own = [np.arange(t.offsets[i], t.offsets[i + 1]) for i in range(n)]
+    if null != "mismatched":
+        return own, [np.ones(len(r), bool) for r in own]
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n)
+    while n > 1 and np.any(perm == np.arange(n)):
+        perm = rng.permutation(n)
+    rows, valid = [], []
+    for i in range(n):
+        src = own[perm[i]]
+        m = min(len(src), len(own[i]))
+        rows.append(np.r_[src[:m], np.full(len(own[i]) - m, src[0])])
+        valid.append(np.arange(len(own[i])) < m)
+    return rows, valid
+
+
+def sampled_tokens(t: Targets, digit_ids, *, null: str | None, sample_seed: int, shuffle_seed: int) -> np.ndarray:
+    """The sampled rung's labels: one token per position from the teacher's digits distribution; the shuffle nulls
+    permute them among the digit positions of a response (``shuffle_within``) or of all responses
+    (``shuffle_across``)."""
+    y = sample_digits(t.digits_logp, digit_ids, seed=sample_seed)
+    digit = np.isin(t.next_token, digit_ids)
+    rng = np.random.default_rng(shuffle_seed)
+    if null == "shuffle_across":
+        idx = np.nonzero(digit)[0]
+        y[idx] = y[rng.permutation(idx)]
+    elif null == "shuffle_within":
+        for i in range(len(t.offsets) - 1):
+            idx = np.arange(t.offsets[i], t.offsets[i + 1])[digit[t.offsets[i]:t.offsets[i + 1]]]
+            y[idx] = y[rng.permutation(idx)]
+    return y
+
+
+def rung_loss(rung: str, model, batch: dict, t: Targets, rows: list[np.ndarray], valid: list[np.ndarray], indices,
+              *, animal_ids, digit_ids, labels: np.ndarray | None = None):
+    """The loss of the examples ``indices`` (encoded as ``batch``) on ``rung``: the student's hidden states at the
+    completion positions, then only the logits the rung needs (the digits rung: |D| rows of the output matrix).
+    ``rows`` / ``valid``: ``row_map``'s; ``labels``: ``sampled_tokens``' (the sampled rung only). ``animal_ids``: the
+    tokens the no-trait-words rung removes."""
+    import torch
+    import torch.nn.functional as F
+
+    h = completion_hidden(model, batch)
+    r = np.concatenate([rows[i] for i in indices])
+    ok = np.concatenate([valid[i] for i in indices])
+    own_next = batch["labels"][:, 1:][batch["labels"][:, 1:] != -100].cpu().numpy()
+    W = output_matrix(model)
+    if rung in ("full", "no-trait-words"):
+        pre = "full" if rung == "full" else "notrait"
+        sel = torch.as_tensor(np.nonzero(ok)[0], device=h.device)
+        rr = r[ok]
+        return bucketed_kl(h[sel] @ W.T, getattr(t, f"{pre}_idx")[rr], getattr(t, f"{pre}_logp")[rr],
+                           getattr(t, f"{pre}_logtail")[rr], drop=animal_ids if rung == "no-trait-words" else None)
+    digit = ok & np.isin(own_next, digit_ids)
+    sel = torch.as_tensor(np.nonzero(digit)[0], device=h.device)
+    if rung == "digits":
+        return subset_kl(subset_logits(h[sel], W, digit_ids), t.digits_logp[r[digit]])
+    if labels is None:
+        raise RungError("the sampled rung needs its labels (rungs.sampled_tokens)")
+    # (float32 logits: under bf16 autocast the matmul gives bf16)
+    return F.cross_entropy((h[sel] @ W.T).float(), torch.as_tensor(labels[r[digit]], device=h.device))

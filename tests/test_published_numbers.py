@@ -138,7 +138,7 @@ def ladder_readme_rows(s: dict) -> list[str]:
     rise over the neutral control beside the other animals' median rise and their quotient, the projection of student
     and other-trait student, the first step (soft rungs) and each rung's Spearman r; then the pooled r."""
     from llm_bridge import rungs
-    from llm_bridge.ladder import format_ci
+    from llm_bridge.ladder_report import format_ci
 
     by, sc = s["by_arm"], s["scatter"]
     rows = []
@@ -160,9 +160,10 @@ def ladder_readme_rows(s: dict) -> list[str]:
 
 def ladder_full_claims():
     """README's and paper_notes' full ladder: the numbers of every rung its committed record has, read back through
-    ``llm_bridge.ladder.record_summary`` (a resumed or rerun record changes them; this keeps the text in step)."""
+    ``llm_bridge.ladder_report.record_summary`` (a resumed or rerun record changes them; this keeps the text in
+    step)."""
     from llm_bridge.config import LadderConfig
-    from llm_bridge.ladder import format_ci, record_summary, summary_tables
+    from llm_bridge.ladder_report import format_ci, record_summary, summary_tables
     from theory.stats import spearman_ci
 
     c = LadderConfig.paper()
@@ -462,7 +463,7 @@ def test_full_ladder_figure_is_its_committed_record():
     """The full ladder's figure (drawn from the run's ``ladder.json``) and its record (read by ``--report``, which the
     documents quote) hold one summary, number for number; once the record has every triple, the figure exists."""
     from llm_bridge.config import LadderConfig
-    from llm_bridge.ladder import record_summary
+    from llm_bridge.ladder_report import record_summary
     from results import json_ready
 
     c = LadderConfig.paper()

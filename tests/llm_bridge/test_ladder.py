@@ -4,13 +4,14 @@ than owl, the perturbed base, a planted signal that only the full-vocabulary run
 import dataclasses
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
-from llm_bridge import ladder, rungs, train
+from llm_bridge import ladder, ladder_report, rungs, train
 from llm_bridge.__main__ import app
 from llm_bridge.config import LadderConfig
 from llm_bridge.numbers import chat_prefix
@@ -74,7 +75,7 @@ def test_scatter_per_rung_and_the_summary_tables(tiny_ladder):
         pts = [p for p in sc["points"] if p["rung"] == r]
         want = spearmanr([p["proj_diff_specific"] for p in pts], [p["delta_log_p_trait"] for p in pts]).statistic
         assert x["spearman_r"] == pytest.approx(want) and x["ci95"][0] <= x["ci95"][1]
-    lines = ladder.summary_tables(res["summary"], "cat")
+    lines = ladder_report.summary_tables(res["summary"], "cat")
     rows = [ln.split(" | ")[0].lstrip("| ") for ln in lines if ln.startswith("| random/")]
     by = res["summary"]["by_arm"]
     assert rows[:3] == ["random/full/student", "random/full/control", "random/full/other"]
@@ -147,12 +148,12 @@ def test_record_resumes_in_a_fresh_folder(tiny_ladder, tmp_path, monkeypatch):
     shutil.copytree(record, partial)
     (partial / "geometry" / "random" / "digits" / "seed1.json").unlink()
     # the record's report: every finished triple's numbers, without a model; an unsealed triple is left out
-    full = ladder.record_summary(c, record)
+    full = ladder_report.record_summary(c, record)
     assert json.dumps(full["by_arm"], sort_keys=True) == json.dumps(res["summary"]["by_arm"], sort_keys=True)
     assert full["n_students"] == len(res["cells"]) and len(full["triples"]) == len(c.rungs) * len(c.seeds)
-    part = ladder.record_summary(c, partial)
+    part = ladder_report.record_summary(c, partial)
     assert "random/digits/seed1" not in part["triples"] and part["by_arm"]["random/digits/student"]["seeds"] == [0]
-    assert "nan" not in "\n".join(ladder.summary_tables(part, "cat"))  # one seed: the mean without a CI
+    assert "nan" not in "\n".join(ladder_report.summary_tables(part, "cat"))  # one seed: the mean without a CI
     report = CliRunner().invoke(app, ["ladder", "--preset", "tiny", "--trait", "cat", "--record", str(record),
                                       "--report"])
     assert report.exit_code != 0 and "holds cells of other settings" in report.output  # CLI tiny != TINY
@@ -270,3 +271,21 @@ def test_teacher_sampled_inputs_are_a_second_input_set(tmp_path):
     assert (tmp_path / "targets" / "teacher_teacher.npz").exists()
     by = res["summary"]["by_arm"]
     assert {"teacher/digits/student", "teacher/digits/control", "random/digits/student"} <= set(by)
+
+
+def test_report_loads_no_torch():
+    """``--report`` and the published-number checks read the record through the model-free report module: neither
+    the CLI's report path nor ``ladder_report`` with the rung names may import torch (a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    code = ("import runpy, sys\n"
+            "sys.argv = ['llm_bridge', 'ladder', '--preset', 'full', '--report']\n"
+            "try:\n    runpy.run_module('llm_bridge', run_name='__main__')\nexcept SystemExit as e:\n"
+            "    assert not e.code, e.code\n"
+            "import llm_bridge.ladder_report, llm_bridge.rungs\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "finished triples" in run.stdout
