@@ -28,7 +28,10 @@ def main(
     runs: int | None = typer.Option(None, help="override the preset's number of runs"),
     seed: int = typer.Option(0, help="root seed; every key is split from it by role"),
     epochs: int | None = typer.Option(None, help="override the epochs of teachers and students"),
-    chunk_size: int | None = typer.Option(None, help="runs trained at once (memory vs speed)"),
+    chunk_size: int | None = typer.Option(None, help="runs trained at once (default: all the runs the device memory "
+                                          "holds, in equal chunks)"),
+    matmul_precision: str = typer.Option("highest", help="matmul precision: highest (float32, the protocol), tf32 or "
+                                         "bf16 (GPU tensor cores; part of the fingerprint)"),
     out: Path = typer.Option(Path("runs"), "--out", help="folder for per-chunk checkpoints and results.json"),
     figures_dir: Path = typer.Option(Path("figures"), help="where the figure's JSON and PNG go"),
     resume: bool = typer.Option(False, "--resume", help="reuse finished chunks of an interrupted run"),
@@ -52,14 +55,18 @@ def main(
                                      "its name")
         return
     from figures import mnist_fig10
-    from mnist_mlp.config import MnistConfig
+    from mnist_mlp.config import MATMUL_PRECISIONS, MnistConfig
     from mnist_mlp.data import DataError, ensure_mnist
     from mnist_mlp.experiment import run
 
     presets = {"quick": MnistConfig.quick, "paper": MnistConfig.paper}
     if preset not in presets:
         raise typer.BadParameter(f"unknown preset {preset!r}; choose quick or paper", param_hint="--preset")
+    if matmul_precision not in MATMUL_PRECISIONS:
+        raise typer.BadParameter(f"unknown precision {matmul_precision!r}; choose one of "
+                                 f"{', '.join(MATMUL_PRECISIONS)}", param_hint="--matmul-precision")
     kw = {k: v for k, v in {"runs": runs, "epochs": epochs, "chunk_size": chunk_size}.items() if v is not None}
+    kw["matmul_precision"] = matmul_precision
     try:
         main_process = _join(distributed, coordinator, num_processes, process_id)
         root = ensure_mnist(data_dir, download=download)

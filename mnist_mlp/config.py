@@ -17,6 +17,8 @@ STUDENT_LOSSES = ("kl", "mse", "kl_t0.5", "kl_t2")
 STUDENT_OPTIMIZERS = ("adam", "sgd", "signsgd")
 REINITS = ("none", "hidden", "heads")
 ABLATIONS = ("none", "teacher", "random")
+# --matmul-precision -> jax.default_matmul_precision: float32 matmuls (the protocol), TF32 tensor cores, bfloat16 inputs
+MATMUL_PRECISIONS = {"highest": "highest", "tf32": "tensorfloat32", "bf16": "bfloat16"}
 SWEEP_KNOBS = ("dataset", "student_inputs", "teacher_epochs", "student_epochs", "student_loss", "student_optimizer",
                "student_lr", "init_sigma", "reinit", "ablate", "liminal", "log_alignment")
 
@@ -37,7 +39,7 @@ class MnistConfig:
     batch_size: int = 1024
     lr: float = 3e-4  # Adam
     n_noise: int = 60_000  # fixed uniform[-1, 1] images per run (regenerated from the run's key, never stored)
-    chunk_size: int = 25  # runs trained at once (vmap); bounds the memory peak
+    chunk_size: int | None = None  # runs trained at once (vmap); None: all that fit in memory (auto_chunk_size)
     eval_subset: int = 2048  # MNIST train images on which the teacher's class loss is tracked along the student run
     log_steps: tuple[int, ...] = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256)  # plus the final step
     data_dir: str | None = None  # torchvision MNIST root; None = mnist_mlp.data.default_data_dir()
@@ -55,6 +57,9 @@ class MnistConfig:
     ablate: str = "none"  # "teacher": each student step loses its component along dT; "random": along a random dir
     liminal: float = 0.0  # lambda: teachers trained on CE + lambda KL(reference || teacher) on the aux logits
     log_alignment: bool = False  # cos(grad L_S, grad L_T at the student) at every student step
+    # the matmuls' precision (MATMUL_PRECISIONS); "highest" is float32 throughout, the protocol of every committed
+    # number. On CPU all three give the same numbers (XLA's CPU matmuls are float32 whatever is asked).
+    matmul_precision: str = "highest"
 
     @classmethod
     def paper(cls, **kw) -> MnistConfig:
@@ -63,7 +68,7 @@ class MnistConfig:
 
     @classmethod
     def quick(cls, **kw) -> MnistConfig:
-        """The same protocol with 4 runs: about a minute on 2 CPU cores."""
+        """The same protocol with 4 runs (one chunk)."""
         kw.setdefault("runs", 4)
         kw.setdefault("chunk_size", 4)
         return cls(**kw)
@@ -71,8 +76,11 @@ class MnistConfig:
     def __post_init__(self):
         if self.runs < 2:
             raise ValueError(f"runs={self.runs}: need at least 2 runs to pair students with a DIFFERENT teacher")
-        if self.chunk_size < 1 or self.epochs < 1 or self.batch_size < 1 or self.n_noise < 1:
-            raise ValueError("chunk_size, epochs, batch_size and n_noise must be >= 1")
+        if (self.chunk_size is not None and self.chunk_size < 1) or min(self.epochs, self.batch_size, self.n_noise) < 1:
+            raise ValueError("chunk_size, epochs, batch_size and n_noise must be >= 1 (chunk_size None: automatic)")
+        if self.matmul_precision not in MATMUL_PRECISIONS:
+            raise ValueError(f"matmul_precision={self.matmul_precision!r}: choose one of "
+                             f"{', '.join(MATMUL_PRECISIONS)}")
         if self.n_aux < 1:
             raise ValueError("n_aux must be >= 1: the students imitate the auxiliary logits")
         choices = {"dataset": DATASETS, "student_inputs": STUDENT_INPUTS, "student_loss": STUDENT_LOSSES,
@@ -108,6 +116,8 @@ class MnistConfig:
         for f in dataclasses.fields(self):
             if f.name in SWEEP_KNOBS and d[f.name] in (f.default, same_as_default.get(f.name, f.default)):
                 d.pop(f.name)
+        if self.matmul_precision == "highest":  # float32, as every number before the knob: their fingerprints hold
+            d.pop("matmul_precision")
         d["protocol_version"] = PROTOCOL_VERSION
         return d
 
@@ -118,6 +128,8 @@ class MnistConfig:
         """The settings the teachers (and their references) depend on, and nothing else: a sweep's cells that change
         only the students (init distance, loss, optimizer, inputs, ablation, ...) share one set of trained teachers."""
         d = {k: getattr(self, k) for k in TEACHER_SETTINGS}
+        if self.matmul_precision != "highest":
+            d["matmul_precision"] = self.matmul_precision
         return fingerprint({**d, "teacher_epochs": self.epochs_teacher, "protocol_version": PROTOCOL_VERSION}, 12)
 
     def stack_key(self) -> tuple:

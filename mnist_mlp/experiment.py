@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import time
 import warnings
 from pathlib import Path
@@ -29,8 +30,8 @@ from tqdm.auto import tqdm
 
 import theory
 from mnist_mlp import train
-from mnist_mlp.config import STACKED_KNOBS, MnistConfig
-from mnist_mlp.model import MLP, apply_fn_of
+from mnist_mlp.config import MATMUL_PRECISIONS, STACKED_KNOBS, MnistConfig
+from mnist_mlp.model import MLP, N_CLASSES, apply_fn_of
 from mnist_mlp.report import assemble
 from results import keep_freed_memory, load_arrays, load_json, load_meta, peak_rss_mb, save_arrays, save_json
 
@@ -41,13 +42,41 @@ ROLES = {"init": 0, "teacher_shuffle": 1, "noise": 2, "student_shuffle": 3, "pai
 ALIGNMENT_BATCH = 256  # task images on which grad L_T is taken at every student step (log_alignment)
 
 
+def to_device(x) -> jax.Array:
+    """A host value on the default device, as an explicit transfer (the training loops run under a transfer guard
+    in the tests: no value may reach the device implicitly)."""
+    return jax.device_put(np.asarray(x))
+
+
+@jax.jit
+def _fold(seed_role, runs_R):
+    base = jax.random.fold_in(jax.random.key(seed_role[0]), seed_role[1])
+    return base, jax.vmap(lambda r: jax.random.fold_in(base, r))(runs_R)
+
+
 def role_key(seed: int, role: str):
-    return jax.random.fold_in(jax.random.key(seed), ROLES[role])
+    return _fold(to_device(np.array([seed, ROLES[role]], np.uint32)), to_device(np.zeros(0, np.uint32)))[0]
 
 
 def run_keys(seed: int, role: str, runs) -> jax.Array:
-    base = role_key(seed, role)
-    return jax.vmap(lambda r: jax.random.fold_in(base, r))(jnp.asarray(list(runs)))
+    """One key per run: the role's key folded with the run's index (the same key whatever chunk the run is in)."""
+    return _fold(to_device(np.array([seed, ROLES[role]], np.uint32)), to_device(np.asarray(list(runs), np.uint32)))[1]
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _init_params_R(module, keys_R):
+    return jax.vmap(module.init_params)(keys_R)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _init_opt_R(tx, params_R):
+    return jax.vmap(tx.init)(params_R)
+
+
+@jax.jit
+def _copy(tree):
+    """A fresh copy on the device (the epochs donate, i.e. reuse, their inputs' buffers)."""
+    return jax.tree_util.tree_map(jnp.copy, tree)
 
 
 def derangement(key, n: int) -> np.ndarray:
@@ -65,8 +94,51 @@ def run_name(config: MnistConfig) -> str:
     return f"mnist_{config.preset_name}_runs{config.runs}_seed{config.seed}_{config.fingerprint()}"
 
 
+def memory_per_run(config: MnistConfig, n_in: int = 784) -> int:
+    """Bytes one run holds on the device while its students train (the larger phase), an upper estimate from the
+    parameters, the batch and the input set: 4 students' parameters, Adam moments and gradients, their start, both
+    teachers and their inits, the ablation directions; the stored teacher logits; each student's activations
+    (forward, backward and temporaries) on a batch; the evaluation batch."""
+    sizes = (n_in, *config.hidden, N_CLASSES + config.n_aux)
+    params = 4 * sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    n_students = len(train.STUDENTS)
+    state = (4 * n_students + 5 + n_students) * params
+    targets = 2 * config.n_noise * sizes[-1] * 4
+    activations = 3 * n_students * config.batch_size * sum(sizes) * 4
+    evaluation = 2 * max(config.eval_subset, 1000) * sum(sizes[1:]) * 4
+    return state + targets + activations + evaluation
+
+
+def device_memory_budget() -> int:
+    """Bytes the chunks may use on each local device: most of a GPU's free memory; a quarter of the host's RAM on a
+    CPU (shared with the rest of the machine). Read once per process, so a resumed run cuts the same chunks."""
+    dev = jax.local_devices()[0]
+    stats = dev.memory_stats() if dev.platform != "cpu" else None
+    if stats and "bytes_limit" in stats:
+        return int(0.8 * (stats["bytes_limit"] - stats.get("bytes_in_use", 0)))
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+
+
+def auto_chunk_size(config: MnistConfig) -> int:
+    """Runs per chunk when ``chunk_size`` is None: all of them in one chunk when the devices' memory holds them
+    (``memory_per_run``), else the fewest chunks that fit, of equal size (one compiled shape), a multiple of the local
+    device count where it can be, and at least one chunk per process of a multi-process run."""
+    n_dev = jax.local_device_count()
+    fit = max(1, n_dev * device_memory_budget() // memory_per_run(config))
+    n_chunks = max(math.ceil(config.runs / fit), jax.process_count())
+    size = math.ceil(config.runs / n_chunks)
+    if n_dev > 1 and size >= n_dev:  # whole chunks shard evenly over the devices
+        size = math.ceil(size / n_dev) * n_dev
+    return min(size, config.runs)
+
+
+def chunk_size(config: MnistConfig) -> int:
+    return config.chunk_size or auto_chunk_size(config)
+
+
 def _chunks(config: MnistConfig) -> list[range]:
-    return [range(i, min(i + config.chunk_size, config.runs)) for i in range(0, config.runs, config.chunk_size)]
+    size = chunk_size(config)
+    return [range(i, min(i + size, config.runs)) for i in range(0, config.runs, size)]
 
 
 def _save_params(path: Path, params_R, extra: dict) -> None:
@@ -128,11 +200,12 @@ class Experiment:
         eval_idx = jax.random.choice(role_key(config.seed, "eval"), self.x_train.shape[0], (config.eval_subset,),
                                      replace=False)
         self.x_eval, self.y_eval = self.x_train[eval_idx], self.y_train[eval_idx]
+        self.task_batch = (self.x_eval[:ALIGNMENT_BATCH], self.y_eval[:ALIGNMENT_BATCH])  # for log_alignment
         self.timings: dict[str, float] = {}
         self.chunk_seconds: dict[str, list] = {"teachers": [], "students": []}  # compute time of each chunk
 
     def references(self, runs):
-        return jax.vmap(self.module.init_params)(run_keys(self.config.seed, "init", runs))
+        return _init_params_R(self.module, run_keys(self.config.seed, "init", runs))
 
     def shard(self, tree, n_runs: int):
         """Place every leaf (leading axis: the chunk's runs) across the local devices, the run axis split over a 1-D
@@ -160,7 +233,7 @@ class Experiment:
         start = ref
         if cfg.init_sigma > 0:
             a, b = math.sqrt(1.0 - cfg.init_sigma**2), cfg.init_sigma
-            start = jax.tree_util.tree_map(lambda r, f: a * r + b * f, ref, fresh)
+            start = _mix(ref, fresh, a, b)
         if cfg.reinit != "none":
             head = f"Dense_{len(cfg.hidden)}"  # the output layer: the 10 class and n_aux aux logits
             start = {k: fresh[k] if (k == head) == (cfg.reinit == "heads") else v for k, v in start.items()}
@@ -177,8 +250,7 @@ class Experiment:
             teacher, teacher_ref = whose[w]
             dT = jax.tree_util.tree_map(jnp.subtract, teacher, teacher_ref)
             if cfg.ablate == "random":
-                keys = jax.vmap(lambda k: jax.random.fold_in(k, i))(run_keys(cfg.seed, "ablation", runs))
-                dT = jax.vmap(_random_like)(keys, dT)
+                dT = _random_directions(run_keys(cfg.seed, "ablation", runs), dT, i)
             out[name] = dT
         return out
 
@@ -191,22 +263,15 @@ class Experiment:
         cfg = self.config
         R = len(runs)
         params = self.shard(self.references(runs), R)
-        ref = self.shard(self.references(runs), R) if cfg.liminal else None  # a copy: the step donates params
-        opt = jax.vmap(self.tx.init)(params)
+        ref = self.shard(self.references(runs), R) if cfg.liminal else None  # a copy: the epochs donate params
+        opt = _init_opt_R(self.tx, params)
         shuffle = self.shard(run_keys(cfg.seed, "teacher_shuffle", runs), R)
-        n = self.x_train.shape[0]
-        steps = train.n_steps(n, cfg.batch_size)
-        bar = tqdm(total=cfg.epochs_teacher * steps, desc=f"teachers {runs.start}-{runs.stop - 1}",
-                   disable=not self.progress, leave=False)
-        for epoch in range(cfg.epochs_teacher):
-            idx_RxSxB, mask_RxSxB = self.shard(train.epoch_batches_R(shuffle, epoch, n, cfg.batch_size), R)
-            for s in range(steps):
-                params, opt, loss = train.teacher_step(self.apply_fn, self.tx, params, opt, self.x_train, self.y_train,
-                                                       idx_RxSxB[:, s], mask_RxSxB[:, s], ref, liminal=cfg.liminal,
-                                                       aux=self.module.aux_indices())
-                bar.update()
-        bar.close()
-        if not np.all(np.isfinite(np.asarray(loss))):
+        for epoch in tqdm(range(cfg.epochs_teacher), desc=f"teachers {runs.start}-{runs.stop - 1}",
+                          disable=not self.progress, leave=False):
+            params, opt, loss = train.teacher_epoch(self.apply_fn, self.tx, params, opt, self.x_train, self.y_train,
+                                                    shuffle, to_device(np.int32(epoch)), ref, batch=cfg.batch_size,
+                                                    liminal=cfg.liminal, aux=self.module.aux_indices())
+        if not np.all(np.isfinite(jax.device_get(loss))):
             raise FloatingPointError(f"teacher loss became NaN/inf in runs {list(runs)}; lower the learning rate")
         return params
 
@@ -296,10 +361,17 @@ class Experiment:
         return None
 
     def run(self) -> dict:
-        (res,) = _run_group([self])
+        with matmul_precision(self.config):
+            (res,) = _run_group([self])
         if isinstance(res, FloatingPointError):
             raise res
         return res
+
+
+def matmul_precision(config: MnistConfig):
+    """The context every compiled step of ``config`` is traced in: its matmul precision (the default, "highest", is
+    float32, the precision of every number published before the knob)."""
+    return jax.default_matmul_precision(MATMUL_PRECISIONS[config.matmul_precision])
 
 
 def _leaves_equal(a, b) -> bool:
@@ -309,6 +381,16 @@ def _leaves_equal(a, b) -> bool:
 
 def _cat(trees):
     return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *trees)
+
+
+@jax.jit
+def _take(tree, idx):
+    return jax.tree_util.tree_map(lambda a: a[idx], tree)
+
+
+@jax.jit
+def _zeros_like(tree):
+    return jax.tree_util.tree_map(jnp.zeros_like, tree)
 
 
 def train_student_stack(group: list[Experiment], runs, teachers_all, pairing) -> list:
@@ -331,7 +413,7 @@ def train_student_stack(group: list[Experiment], runs, teachers_all, pairing) ->
         return _cat([tree] * n)
 
     def take(tree, i):
-        return jax.tree_util.tree_map(lambda a: a[jnp.asarray(i)], tree)
+        return _take(tree, to_device(np.asarray(i, np.int32)))
 
     def shard(tree):
         return e0.shard(tree, RR)
@@ -342,79 +424,40 @@ def train_student_stack(group: list[Experiment], runs, teachers_all, pairing) ->
               "other": (take(teachers_all, other), e0.references(other.tolist()))}
     start = shard(_cat([e.student_starts(runs, ref1) for e in group]))
     whose = {w: tuple(shard(tile(t)) for t in pair) for w, pair in whose1.items()}
-    teacher, teacher_other = whose["same"][0], whose["other"][0]
     dirs = [e.ablation_directions(runs, whose1) for e in group]
     directions = None
     if any(d is not None for d in dirs):  # a cell without ablation gets the zero direction: a no-op, bit for bit
-        zero = jax.tree_util.tree_map(jnp.zeros_like, ref1)
+        zero = _zeros_like(ref1)
         directions = shard({name: _cat([zero if d is None else d[name] for d in dirs]) for name in train.STUDENTS})
-    noise = shard(tile(run_keys(cfg.seed, "noise", runs)))
-    shuffle = shard(tile(run_keys(cfg.seed, "student_shuffle", runs)))
     steps = train.n_steps(cfg.n_noise, cfg.batch_size)
     total = cfg.epochs_student * steps
-    log_steps = sorted({s for s in cfg.log_steps if s <= total} | {total})
-    # Each student gets its own copy of theta_0: the step donates (reuses) the students' buffers.
-    def copy(tree):
-        return jax.tree_util.tree_map(jnp.copy, tree)
-    students = {name: (copy(start), jax.vmap(e0.student_tx.init)(start)) for name in train.STUDENTS}
-    losses = train.student_losses(aux, cfg.student_loss)
-    task_batch = (e0.x_eval[:ALIGNMENT_BATCH], e0.y_eval[:ALIGNMENT_BATCH]) if cfg.log_alignment else None
-    out = {name: {"teacher_loss_curve": [], "update_cos_curve": []} for name in train.STUDENTS}
-    if cfg.log_alignment:
-        for name in train.STUDENTS:
-            out[name]["alignment_curve"] = []
-
-    def log_curves():  # L_T and cos(update so far, teacher's update) at the log steps (Fig. 10 b, c)
-        for name, (_, w) in train.STUDENTS.items():
-            out[name]["teacher_loss_curve"].append(
-                np.asarray(train.mean_class_ce(apply_fn, students[name][0], e0.x_eval, e0.y_eval)).tolist())
-            cos = train.update_geometry(start, students[name][0], *whose[w])[0] if step else np.full(RR, 0.0)
-            out[name]["update_cos_curve"].append(np.asarray(cos).tolist())
-
-    targets = shard(train.empty_targets(RR, cfg.n_noise, e0.module.n_out))
-    step = 0
-    log_curves()
+    log_steps = tuple(sorted({s for s in cfg.log_steps if s <= total} | {0, total}))
+    fixed = {"start": start, "whose": whose, "directions": directions, "pool": e0.pool,
+             "noise": shard(tile(run_keys(cfg.seed, "noise", runs))),
+             "shuffle": shard(tile(run_keys(cfg.seed, "student_shuffle", runs))),
+             "x_eval": e0.x_eval, "y_eval": e0.y_eval, "task_batch": e0.task_batch if cfg.log_alignment else None}
+    # Each student gets its own copy of theta_0: the epochs donate (reuse) the students' buffers.
+    state = {"students": {name: (_copy(start), _init_opt_R(e0.student_tx, start)) for name in train.STUDENTS},
+             "targets": shard(train.empty_targets(RR, cfg.n_noise, e0.module.n_out))}
     label = f"students {runs.start}-{runs.stop - 1}" + (f" x {n} cells" if n > 1 else "")
-    bar = tqdm(total=total, desc=label, disable=not e0.progress, leave=False)
-    for epoch in range(cfg.epochs_student):
-        idx_RxSxB, mask_RxSxB = shard(train.epoch_batches_R(shuffle, epoch, cfg.n_noise, cfg.batch_size))
-        if epoch == 0:  # Lemma 1 at the first step, on the first batch the student will see
-            x1 = jax.vmap(lambda k, i: train.input_images(cfg.student_inputs, k, i, e0.pool))(noise, idx_RxSxB[:, 0])
-            for name, (which, w) in train.STUDENTS.items():
-                cos, proj = train.first_step_diagnostic(apply_fn, losses[which], start, *whose[w], x1,
-                                                        None if directions is None else directions[name])
-                out[name]["first_step_gradient_cos"] = np.asarray(cos).tolist()
-                out[name]["first_step_gradient_projection"] = np.asarray(proj).tolist()
-        for s in range(steps):
-            students, targets, values = train.student_step(
-                apply_fn, e0.student_tx, aux, students, targets, teacher, teacher_other, noise, idx_RxSxB[:, s],
-                mask_RxSxB[:, s], fill=epoch == 0, loss=cfg.student_loss, inputs=cfg.student_inputs,
-                pool_NxD=e0.pool, directions=directions, task_batch=task_batch)
-            step += 1
-            if task_batch is not None:
-                for name in train.STUDENTS:
-                    out[name]["alignment_curve"].append(np.asarray(values["alignment"][name]).tolist())
-            if step == 1:
-                for name, (which, w) in train.STUDENTS.items():
-                    cos, proj = train.update_geometry(start, students[name][0], *whose[w])
-                    out[name]["first_step_adam_cos"] = np.asarray(cos).tolist()
-                    out[name]["first_step_adam_projection"] = np.asarray(proj).tolist()
-            if step in log_steps:
-                log_curves()
-            bar.update()
-    bar.close()
-    finite = {}
-    for name, (which, w) in train.STUDENTS.items():
-        final = students[name][0]
-        finite[name] = np.all([np.all(np.isfinite(np.asarray(a)).reshape(RR, -1), axis=1)
-                               for a in jax.tree_util.tree_leaves(final)], axis=0)
-        cos, proj = train.update_geometry(start, final, *whose[w])
-        out[name].update(
-            accuracy=np.asarray(train.accuracy(apply_fn, final, e0.x_test, e0.y_test)).tolist(),
-            total_update_cos=np.asarray(cos).tolist(),
-            total_update_projection=np.asarray(proj).tolist(),
-            final_imitation_loss=np.asarray(values[name]).tolist(),
-        )
+    per_epoch = []
+    for epoch in tqdm(range(cfg.epochs_student), desc=label, disable=not e0.progress, leave=False):
+        state, values = train.student_epoch(apply_fn, e0.student_tx, aux, state, fixed, to_device(np.int32(epoch)),
+                                            fill=epoch == 0, batch=cfg.batch_size, log_steps=log_steps,
+                                            loss=cfg.student_loss, inputs=cfg.student_inputs)
+        per_epoch.append(values)  # left on the device until the phase ends
+    final = train.student_finish(apply_fn, state["students"], fixed, e0.x_test, e0.y_test)
+    # the phase's one read-back: the diagnostics, the per-step values and the final numbers
+    logs, per_epoch, final = jax.device_get((state["logs"], per_epoch, final))
+    out = {}
+    for name in train.STUDENTS:
+        d = {k: np.asarray(v) for k, v in logs[name].items()}
+        d.update({k: np.asarray(v) for k, v in final[name].items()})
+        d["final_imitation_loss"] = np.asarray(per_epoch[-1][name])[-1]
+        if cfg.log_alignment:
+            d["alignment_curve"] = np.concatenate([np.asarray(v["alignment"][name]) for v in per_epoch])
+        out[name] = d
+    finite = {name: out[name].pop("finite") for name in train.STUDENTS}
     results = []
     for i, e in enumerate(group):
         part = slice(i * R, (i + 1) * R)
@@ -425,10 +468,11 @@ def train_student_stack(group: list[Experiment], runs, teachers_all, pairing) ->
         if e.keep_students:
             for name in train.STUDENTS:
                 e.final_students.setdefault(name, []).append(
-                    jax.tree_util.tree_map(lambda a: np.asarray(a[part]), students[name][0]))
-        own = {name: {key: [row[part] for row in v] if key.endswith("_curve") else v[part] for key, v in d.items()}
-                 for name, d in out.items()}
-        res = {"runs": [runs.start, runs.stop], "paired_teacher": other.tolist(), "log_steps": log_steps,
+                    jax.tree_util.tree_map(lambda a: np.asarray(a)[part], jax.device_get(state["students"][name][0])))
+        # curves are (log step x runs), the rest (runs,): each cell's runs, as lists for the chunk file
+        own = {name: {key: (v[:, part] if key.endswith("_curve") else v[part]).tolist() for key, v in d.items()}
+               for name, d in out.items()}
+        res = {"runs": [runs.start, runs.stop], "paired_teacher": other.tolist(), "log_steps": list(log_steps),
                "fingerprint": e.config.fingerprint(), "students": own}
         if n > 1:
             res["stacked_with"] = [g.dir.name for g in group if g is not e]
@@ -508,10 +552,22 @@ def _run_group(group: list[Experiment]) -> list:
             out.append(chunks)
             continue
         e.timings["total_s"] = time.perf_counter() - t0  # this process (small when resumed)
+        e.timings["chunk_size"] = chunk_size(e.config)  # the runs trained at once (automatic unless set)
         for phase, secs in e.chunk_seconds.items():  # compute time summed over chunks, across resumes
             e.timings[f"{phase}_compute_s"] = None if None in secs else float(sum(secs))
         out.append(assemble(e.config, acc_ref, acc_teacher, chunks, e.timings))
     return out
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _mix(ref, fresh, a: float, b: float):
+    return jax.tree_util.tree_map(lambda r, f: a * r + b * f, ref, fresh)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _random_directions(keys_R, like_R, i: int):
+    """Per run, a Gaussian direction with the norm of the run's ``like_R`` (student i's own key)."""
+    return jax.vmap(lambda k, t: _random_like(jax.random.fold_in(k, i), t))(keys_R, like_R)
 
 
 def _random_like(key, tree):
@@ -561,7 +617,8 @@ def run_stacked(configs: list[MnistConfig], out_dir="runs", *, resume: bool = Fa
     if len({c.fingerprint() for c in configs}) < len(configs):
         raise ValueError("run_stacked: the same configuration twice")
     group = [Experiment(c, out_dir, resume=resume, progress=progress) for c in configs]
-    out = _run_group(group)
+    with matmul_precision(configs[0]):
+        out = _run_group(group)
     for e, res in zip(group, out, strict=True):
         if not isinstance(res, FloatingPointError):
             res["timings"]["peak_rss_mb"] = peak_rss_mb()

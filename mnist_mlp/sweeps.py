@@ -162,7 +162,7 @@ def stack_groups(configs: list[MnistConfig], max_runs: int = STACK_RUNS) -> list
             by_key.setdefault(c.stack_key(), []).append(i)
         seen.add(c.fingerprint())
     for members in by_key.values():
-        per = max(1, max_runs // min(configs[members[0]].chunk_size, configs[members[0]].runs))
+        per = max(1, max_runs // min(experiment.chunk_size(configs[members[0]]), configs[members[0]].runs))
         groups += [members[j:j + per] for j in range(0, len(members), per)]
     return sorted(groups)
 

@@ -5,6 +5,12 @@ student's fixed noise set and its shuffling. Noise images are regenerated from (
 needs them, so a run's "fixed set of 60,000 uniform images" costs no memory; the teachers' 13 logits on them are
 computed in the students' first epoch and kept (3 MB per teacher and run). Partial last batches are padded and
 masked, so each epoch is ``ceil(N / batch)`` steps of one shape and the mean runs over real examples only.
+
+Device-resident: an epoch is one compiled program (``teacher_epoch``, ``student_epoch``), a ``lax.scan`` over its
+batches whose indices come from each run's permutation drawn on the device, and the students' diagnostics (Fig. 10 b,
+c: the teacher loss and update cosine at the log steps, the first steps' geometry) accumulate on the device inside
+the scan. The host only starts epochs and reads the results once per phase. ``teacher_step`` and ``student_step`` are
+single steps of the same updates, for tests and notebooks.
 """
 
 from __future__ import annotations
@@ -103,14 +109,7 @@ def class_ce(apply_fn, params, x_BxD, y_B):
     return optax.softmax_cross_entropy_with_integer_labels(apply_fn(params, x_BxD)[:, :N_CLASSES], y_B)
 
 
-@partial(jax.jit, static_argnames=("apply_fn", "tx", "liminal", "aux"), donate_argnames=("params_R", "opt_R"))
-def teacher_step(apply_fn, tx, params_R, opt_R, x_train_NxD, y_train_N, idx_RxB, mask_RxB, ref_R=None, *,
-                 liminal: float = 0.0, aux: tuple[int, ...] = ()):
-    """One Adam step of every run's teacher on its own MNIST batch (class logits only).
-
-    ``liminal`` = lambda > 0 adds lambda KL(reference || teacher) on the ``aux`` logits of the same batch, the
-    reference being the run's init ``ref_R``: a teacher that keeps its aux outputs where they began (the "liminal
-    training" defence)."""
+def _teacher_update(apply_fn, tx, params_R, opt_R, x_train_NxD, y_train_N, idx_RxB, mask_RxB, ref_R, liminal, aux):
     kl_aux = theory.kl_divergence(subset=aux) if liminal else None
 
     def one(params, opt, idx, mask, ref):
@@ -130,6 +129,37 @@ def teacher_step(apply_fn, tx, params_R, opt_R, x_train_NxD, y_train_N, idx_RxB,
     return jax.vmap(one)(params_R, opt_R, idx_RxB, mask_RxB, ref_R)
 
 
+@partial(jax.jit, static_argnames=("apply_fn", "tx", "liminal", "aux"), donate_argnames=("params_R", "opt_R"))
+def teacher_step(apply_fn, tx, params_R, opt_R, x_train_NxD, y_train_N, idx_RxB, mask_RxB, ref_R=None, *,
+                 liminal: float = 0.0, aux: tuple[int, ...] = ()):
+    """One Adam step of every run's teacher on its own MNIST batch (class logits only).
+
+    ``liminal`` = lambda > 0 adds lambda KL(reference || teacher) on the ``aux`` logits of the same batch, the
+    reference being the run's init ``ref_R``: a teacher that keeps its aux outputs where they began (the "liminal
+    training" defence)."""
+    return _teacher_update(apply_fn, tx, params_R, opt_R, x_train_NxD, y_train_N, idx_RxB, mask_RxB, ref_R, liminal,
+                           aux)
+
+
+@partial(jax.jit, static_argnames=("apply_fn", "tx", "batch", "liminal", "aux"), donate_argnames=("params_R", "opt_R"))
+def teacher_epoch(apply_fn, tx, params_R, opt_R, x_train_NxD, y_train_N, shuffle_keys_R, epoch, ref_R=None, *,
+                  batch: int, liminal: float = 0.0, aux: tuple[int, ...] = ()):
+    """One epoch of ``teacher_step`` for every run as one program: each run's permutation (its shuffle key folded with
+    the device scalar ``epoch``) is drawn on the device and scanned over. Returns (params_R, opt_R, the last step's
+    loss_R)."""
+    idx_RxSxB, mask_RxSxB = epoch_batches_R(shuffle_keys_R, epoch, x_train_NxD.shape[0], batch)
+
+    def body(carry, batch_RxB):
+        params, opt, loss = _teacher_update(apply_fn, tx, *carry, x_train_NxD, y_train_N, *batch_RxB, ref_R, liminal,
+                                            aux)
+        return (params, opt), loss
+
+    (params_R, opt_R), loss_SxR = jax.lax.scan(body, (params_R, opt_R),
+                                               (jnp.swapaxes(idx_RxSxB, 0, 1), jnp.swapaxes(mask_RxSxB, 0, 1)))
+    return params_R, opt_R, loss_SxR[-1]
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2))
 def empty_targets(n_runs: int, n_noise: int, n_out: int) -> dict:
     """Storage for each teacher's logits on every image of each run's noise set: {"same"|"other": R x N x K}."""
     return {whose: jnp.zeros((n_runs, n_noise, n_out), jnp.float32) for whose in ("same", "other")}
@@ -152,6 +182,12 @@ def student_step(apply_fn, tx, aux, students, targets, teacher_R, teacher_other_
     direction (``theory.remove_component``; a zero direction changes nothing); ``task_batch`` = (x_BxD, y_B):
     values["alignment"][name] is cos(grad L_S, grad L_T), L_T the class loss on that batch at the student's params.
     """
+    return _student_update(apply_fn, tx, aux, students, targets, teacher_R, teacher_other_R, noise_key_R, idx_RxB,
+                           mask_RxB, fill, loss, inputs, pool_NxD, directions, task_batch)
+
+
+def _student_update(apply_fn, tx, aux, students, targets, teacher_R, teacher_other_R, noise_key_R, idx_RxB, mask_RxB,
+                    fill, loss, inputs, pool_NxD, directions, task_batch):
     losses = student_losses(aux, loss)
 
     def one_run(studs, stored, t_same, t_other, key, idx, mask, dirs):
@@ -187,22 +223,34 @@ def student_step(apply_fn, tx, aux, students, targets, teacher_R, teacher_other_
     return jax.vmap(one_run)(students, targets, teacher_R, teacher_other_R, noise_key_R, idx_RxB, mask_RxB, directions)
 
 
-@partial(jax.jit, static_argnames=("apply_fn",))
-def mean_class_ce(apply_fn, params_R, x_BxD, y_B):
-    """L_T of every run's model on one fixed batch: (R,)."""
+def _mean_class_ce(apply_fn, params_R, x_BxD, y_B):
     return jax.vmap(lambda p: class_ce(apply_fn, p, x_BxD, y_B).mean())(params_R)
 
 
 @partial(jax.jit, static_argnames=("apply_fn",))
-def _n_correct(apply_fn, params_R, x_BxD, y_B):
-    return jax.vmap(lambda p: jnp.sum(jnp.argmax(apply_fn(p, x_BxD)[:, :N_CLASSES], -1) == y_B))(params_R)
+def mean_class_ce(apply_fn, params_R, x_BxD, y_B):
+    """L_T of every run's model on one fixed batch: (R,)."""
+    return _mean_class_ce(apply_fn, params_R, x_BxD, y_B)
 
 
+def _accuracy(apply_fn, params_R, x_NxD, y_N, batch: int):
+    n = x_NxD.shape[0]
+    steps = n_steps(n, batch)
+    pad = steps * batch - n  # padded rows get label -1: never counted as correct
+    x_SxBxD = jnp.pad(x_NxD, ((0, pad), (0, 0))).reshape(steps, batch, -1)
+    y_SxB = jnp.pad(y_N, (0, pad), constant_values=-1).reshape(steps, batch)
+
+    def correct(xy):
+        x, y = xy
+        return jax.vmap(lambda p: jnp.sum(jnp.argmax(apply_fn(p, x)[:, :N_CLASSES], -1) == y))(params_R)
+
+    return jnp.sum(jax.lax.map(correct, (x_SxBxD, y_SxB)), axis=0) / n
+
+
+@partial(jax.jit, static_argnames=("apply_fn", "batch"))
 def accuracy(apply_fn, params_R, x_NxD, y_N, *, batch: int = 1000):
     """Test accuracy from the 10 class logits, in image batches to bound memory: (R,)."""
-    correct = sum(_n_correct(apply_fn, params_R, x_NxD[i:i + batch], y_N[i:i + batch])
-                  for i in range(0, x_NxD.shape[0], batch))
-    return correct / x_NxD.shape[0]
+    return _accuracy(apply_fn, params_R, x_NxD, y_N, batch)
 
 
 def _geometry(dS, teacher, teacher_ref):
@@ -211,13 +259,7 @@ def _geometry(dS, teacher, teacher_ref):
     return theory.cosine(dS, dT), theory.normalized_projection(dS, dT)
 
 
-@partial(jax.jit, static_argnames=("apply_fn", "loss"))
-def first_step_diagnostic(apply_fn, loss, ref_R, teacher_R, teacher_ref_R, x_RxBxD, direction_R=None):
-    """Lemma 1 at the student's first step: the exact gradient-step direction dS (theory.student_update, lr = 1)
-    from the student's init on its first noise batch, against its teacher's update; with ``direction_R`` (the
-    projection ablation), dS without its component along that direction, as the ablated student steps. Returns
-    (cos, normalized projection), each (R,)."""
-
+def _first_step_geometry(apply_fn, loss, ref_R, teacher_R, teacher_ref_R, x_RxBxD, direction_R):
     def one(ref, teacher, teacher_ref, x, direction):
         dS = theory.student_update(apply_fn, ref, teacher, x, loss, 1.0)
         if direction is not None:
@@ -227,8 +269,118 @@ def first_step_diagnostic(apply_fn, loss, ref_R, teacher_R, teacher_ref_R, x_RxB
     return jax.vmap(one)(ref_R, teacher_R, teacher_ref_R, x_RxBxD, direction_R)
 
 
+@partial(jax.jit, static_argnames=("apply_fn", "loss"))
+def first_step_diagnostic(apply_fn, loss, ref_R, teacher_R, teacher_ref_R, x_RxBxD, direction_R=None):
+    """Lemma 1 at the student's first step: the exact gradient-step direction dS (theory.student_update, lr = 1)
+    from the student's init on its first noise batch, against its teacher's update; with ``direction_R`` (the
+    projection ablation), dS without its component along that direction, as the ablated student steps. Returns
+    (cos, normalized projection), each (R,)."""
+    return _first_step_geometry(apply_fn, loss, ref_R, teacher_R, teacher_ref_R, x_RxBxD, direction_R)
+
+
+def _update_geometry(start_R, end_R, teacher_R, teacher_ref_R):
+    return jax.vmap(lambda start, end, t, t_ref: _geometry(theory.tree_sub(end, start), t, t_ref))(
+        start_R, end_R, teacher_R, teacher_ref_R)
+
+
 @jax.jit
 def update_geometry(start_R, end_R, teacher_R, teacher_ref_R):
     """cos and normalized projection of a student's update (end - start) onto its teacher's: (R,) each."""
-    return jax.vmap(lambda start, end, t, t_ref: _geometry(theory.tree_sub(end, start), t, t_ref))(
-        start_R, end_R, teacher_R, teacher_ref_R)
+    return _update_geometry(start_R, end_R, teacher_R, teacher_ref_R)
+
+
+def _log_curves(apply_fn, logs, students, fixed, pos):
+    """Write L_T on the eval batch and cos(update so far, teacher's update) of every student at log position pos."""
+    logs = dict(logs)
+    for name, (_, whose) in STUDENTS.items():
+        params = students[name][0]
+        lt = _mean_class_ce(apply_fn, params, fixed["x_eval"], fixed["y_eval"])
+        cos = _update_geometry(fixed["start"], params, *fixed["whose"][whose])[0]
+        logs[name] = {**logs[name], "teacher_loss_curve": logs[name]["teacher_loss_curve"].at[pos].set(lt),
+                      "update_cos_curve": logs[name]["update_cos_curve"].at[pos].set(cos)}
+    return logs
+
+
+def _first_adam(logs, students, fixed):
+    logs = dict(logs)
+    for name, (_, whose) in STUDENTS.items():
+        cos, proj = _update_geometry(fixed["start"], students[name][0], *fixed["whose"][whose])
+        logs[name] = {**logs[name], "first_step_adam_cos": cos, "first_step_adam_projection": proj}
+    return logs
+
+
+@partial(jax.jit, static_argnames=("apply_fn", "tx", "aux", "fill", "batch", "log_steps", "loss", "inputs"),
+         donate_argnames=("state",))
+def student_epoch(apply_fn, tx, aux, state: dict, fixed: dict, epoch, *, fill: bool, batch: int,
+                  log_steps: tuple[int, ...], loss: str = "kl", inputs: str = "uniform"):
+    """One epoch of the four students of every run as one program (``student_step`` scanned over the epoch's batches).
+
+    ``state`` = {"students": name -> (params_R, opt_R), "targets": ``empty_targets``, "logs": the diagnostics};
+    the first epoch (``fill``, which stores the teachers' logits) starts the logs, so its state has none. ``fixed``
+    holds what the chunk does not change: "start" (the students' init), "whose" ({"same"|"other": (teacher_R,
+    teacher_ref_R)}), "noise" and "shuffle" (the runs' keys), "x_eval", "y_eval" (L_T's batch), and the sweeps'
+    optional "pool", "directions", "task_batch" (see ``student_step``). ``epoch`` is a device scalar, so every epoch
+    after the first runs one compiled program.
+
+    The logs (name -> arrays over runs) fill on the device: "teacher_loss_curve" and "update_cos_curve" (log step x
+    R) at the global steps ``log_steps`` (0 = the init), the first step's geometry ("first_step_gradient_*": the
+    gradient direction on the first batch, Lemma 1; "first_step_adam_*": the optimizer's first update). Returns
+    (state, values): values[name] is each step's imitation loss (step x R), values["alignment"][name] the
+    per-step cos(grad L_S, grad L_T) when ``task_batch`` is given.
+    """
+    n_examples = state["targets"]["same"].shape[1]
+    steps = n_steps(n_examples, batch)
+    idx_RxSxB, mask_RxSxB = epoch_batches_R(fixed["shuffle"], epoch, n_examples, batch)
+    students, targets = state["students"], state["targets"]
+    table = jnp.asarray(log_steps)
+    if fill:  # the first epoch starts the logs: Lemma 1 on the first batch the students will see, and step 0
+        R, n_log = idx_RxSxB.shape[0], len(log_steps)
+        x1 = jax.vmap(lambda k, i: input_images(inputs, k, i, fixed.get("pool")))(fixed["noise"], idx_RxSxB[:, 0])
+        losses = student_losses(aux, loss)
+        dirs = fixed.get("directions")
+        logs = {}
+        for name, (which, whose) in STUDENTS.items():
+            cos, proj = _first_step_geometry(apply_fn, losses[which], fixed["start"], *fixed["whose"][whose], x1,
+                                             None if dirs is None else dirs[name])
+            logs[name] = {"first_step_gradient_cos": cos, "first_step_gradient_projection": proj,
+                          "first_step_adam_cos": jnp.zeros(R), "first_step_adam_projection": jnp.zeros(R),
+                          "teacher_loss_curve": jnp.zeros((n_log, R)), "update_cos_curve": jnp.zeros((n_log, R))}
+        logs = _log_curves(apply_fn, logs, students, fixed, 0)
+        for name in STUDENTS:  # step 0: no update yet, whose cos (0/0) is taken as 0
+            logs[name]["update_cos_curve"] = logs[name]["update_cos_curve"].at[0].set(0.0)
+    else:
+        logs = state["logs"]
+
+    def body(carry, xs):
+        studs, tgts, lg = carry
+        s, idx_RxB, mask_RxB = xs
+        studs, tgts, values = _student_update(
+            apply_fn, tx, aux, studs, tgts, fixed["whose"]["same"][0], fixed["whose"]["other"][0], fixed["noise"],
+            idx_RxB, mask_RxB, fill, loss, inputs, fixed.get("pool"), fixed.get("directions"),
+            fixed.get("task_batch"))
+        step = epoch * steps + s + 1  # global steps taken after this update
+        # the diagnostics cost a step only where they are taken (the step counter is not per run: a real branch)
+        lg = jax.lax.cond(step == 1, lambda g: _first_adam(g, studs, fixed), lambda g: g, lg)
+        pos = jnp.minimum(jnp.searchsorted(table, step), len(log_steps) - 1)
+        lg = jax.lax.cond(table[pos] == step, lambda g: _log_curves(apply_fn, g, studs, fixed, pos), lambda g: g, lg)
+        return (studs, tgts, lg), values
+
+    (students, targets, logs), values = jax.lax.scan(
+        body, (students, targets, logs),
+        (jnp.arange(steps), jnp.swapaxes(idx_RxSxB, 0, 1), jnp.swapaxes(mask_RxSxB, 0, 1)))
+    return {"students": students, "targets": targets, "logs": logs}, values
+
+
+@partial(jax.jit, static_argnames=("apply_fn",))
+def student_finish(apply_fn, students: dict, fixed: dict, x_test_NxD, y_test_N) -> dict:
+    """Per student (name -> (R,) arrays): test accuracy, the whole update's cos and projection onto its teacher's
+    update, and whether every parameter is finite."""
+    out = {}
+    for name, (_, whose) in STUDENTS.items():
+        final = students[name][0]
+        cos, proj = _update_geometry(fixed["start"], final, *fixed["whose"][whose])
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(a.reshape(a.shape[0], -1)), axis=1)
+                                    for a in jax.tree_util.tree_leaves(final)]), axis=0)
+        out[name] = {"accuracy": _accuracy(apply_fn, final, x_test_NxD, y_test_N, 1000), "total_update_cos": cos,
+                     "total_update_projection": proj, "finite": finite}
+    return out
