@@ -1,19 +1,24 @@
-"""The authors' approach to the Fig. 10 protocol (paper Section 6.2) in torch: the speed baseline of issue 16.
+"""The authors' approach to the Fig. 10 protocol (paper Section 6.2) in torch: the speed baseline.
 
 One process trains N models at once: each layer is a stacked weight (N x in x out) applied with a batched einsum, and
 one Adam over the stacked tensors is N independent Adams (Adam is elementwise). Per run it does the work of
 ``mnist_mlp.experiment``: a teacher (5 epochs of MNIST, class cross-entropy), then four students (aux or all logits,
 of the run's own teacher or another run's) for 5 epochs on the run's fixed set of uniform-noise images, with
 KL(teacher || student); then every model's test accuracy. The noise sets are held in memory, as the authors' script
-holds them. ``tests/mnist_mlp/test_experiment.py`` checks that its teacher and student steps are ours.
+holds them. A cross-model student imitates its paired teacher (run pi(r), pi a derangement) on the student's OWN
+inputs, as the authors' script does by re-indexing the teacher stack. By default the teachers' logits are computed at
+every distillation step, as the authors' script computes them (``targets="online"``); ``targets="cached"`` computes
+them once per noise set, as ``mnist_mlp`` does (a stronger baseline: 4 of 5 teacher passes saved).
+``tests/mnist_mlp/test_experiment.py`` checks that its teacher and student steps are ours, and
+``tests/benchmarks/test_torch_mnist.py`` its pairing.
 
-``python -m benchmarks.mnist_vs_torch`` times it against ``mnist_mlp``; this module is its baseline.
+``python -m benchmarks.mnist_vs_torch`` and ``benchmarks/gpu_check.sh`` time it against ``mnist_mlp``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 import time
 
 import numpy as np
@@ -73,58 +78,99 @@ def student_step(params, opt, x_NxBxD, target_logp_NxBxK, cols: slice) -> float:
 def accuracy(params, x_test, y_test) -> np.ndarray:
     with torch.no_grad():
         z = torch.stack([forward([p[i:i + 1] for p in params], x_test[None])[0] for i in range(params[0].shape[0])])
-    return (z[..., :N_CLASSES].argmax(-1) == y_test).float().mean(1).numpy()
+    return (z[..., :N_CLASSES].argmax(-1) == y_test).float().mean(1).cpu().numpy()
+
+
+def paired(params, other_R: torch.Tensor) -> list[torch.Tensor]:
+    """The stack re-indexed by the pairing: model r of the result is model other[r] (the cross-model teachers)."""
+    return [p.detach()[other_R] for p in params]
+
+
+def teacher_logits(teacher, x_RxBxD: torch.Tensor, other_R: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Run r's distillation targets on run r's own inputs: {"same": its teacher's logits, "other": the logits of
+    teacher other[r]} (each R x B x K)."""
+    with torch.no_grad():
+        return {"same": forward([p.detach() for p in teacher], x_RxBxD), "other": forward(paired(teacher, other_R),
+                                                                                          x_RxBxD)}
+
+
+KINDS = {"aux_same": (slice(N_CLASSES, None), "same"), "all_same": (slice(None), "same"),
+         "aux_other": (slice(N_CLASSES, None), "other"), "all_other": (slice(None), "other")}
 
 
 def run(x_train, y_train, x_test, y_test, *, runs: int, epochs: int = 5, batch: int = 1024, lr: float = 3e-4,
-        n_noise: int = 60_000, seed: int = 0) -> dict:
-    """The protocol for ``runs`` runs at once; returns every model's test accuracy and the phases' seconds."""
-    g = torch.Generator().manual_seed(seed + 1)
+        n_noise: int = 60_000, seed: int = 0, targets: str = "online", device: str = "cpu") -> dict:
+    """The protocol for ``runs`` runs at once on ``device``; returns every model's test accuracy, the pairing and
+    the phases' seconds."""
+    if targets not in ("online", "cached"):
+        raise ValueError(f"targets={targets!r}: choose online (the authors') or cached")
+    dev = torch.device(device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    x_train, y_train, x_test, y_test = (t.to(dev) for t in (x_train, y_train, x_test, y_test))
+    g = torch.Generator(device=dev).manual_seed(seed + 1)
     t0 = time.perf_counter()
-    init = init_stack(runs, seed=seed)
+    init = [p.detach().to(dev).requires_grad_() for p in init_stack(runs, seed=seed)]
     teacher = [p.detach().clone().requires_grad_() for p in init]
     opt = torch.optim.Adam(teacher, lr=lr)
     n = x_train.shape[0]
     for _ in range(epochs):
-        perm = torch.stack([torch.randperm(n, generator=g) for _ in range(runs)])
+        perm = torch.stack([torch.randperm(n, generator=g, device=dev) for _ in range(runs)])
         for s in range(0, n, batch):
             idx = perm[:, s:s + batch]
             teacher_step(teacher, opt, x_train[idx], y_train[idx])
+    sync()
     t_teachers = time.perf_counter() - t0
-    noise = torch.rand(runs, n_noise, x_train.shape[1], generator=g) * 2 - 1  # each run's fixed noise set
-    with torch.no_grad():
-        logits = torch.cat([forward(teacher, noise[:, s:s + batch]) for s in range(0, n_noise, batch)], 1)
-    other = torch.roll(torch.arange(runs), 1)  # a derangement: run r imitates run r-1's teacher
-    kinds = {"aux_same": (slice(N_CLASSES, None), False), "all_same": (slice(None), False),
-             "aux_other": (slice(N_CLASSES, None), True), "all_other": (slice(None), True)}
-    students = {k: [p.detach().clone().requires_grad_() for p in init] for k in kinds}
-    opts = {k: torch.optim.Adam(students[k], lr=lr) for k in kinds}
+    noise = torch.rand(runs, n_noise, x_train.shape[1], generator=g, device=dev) * 2 - 1  # each run's noise set
+    other = torch.roll(torch.arange(runs, device=dev), 1)  # a derangement: run r imitates run r-1's teacher
+    if targets == "cached":
+        parts = [teacher_logits(teacher, noise[:, s:s + batch], other) for s in range(0, n_noise, batch)]
+        cache = {w: torch.cat([p[w] for p in parts], 1) for w in ("same", "other")}
+    students = {k: [p.detach().clone().requires_grad_() for p in init] for k in KINDS}
+    opts = {k: torch.optim.Adam(students[k], lr=lr) for k in KINDS}
     for _ in range(epochs):
-        perm = torch.stack([torch.randperm(n_noise, generator=g) for _ in range(runs)])
+        perm = torch.stack([torch.randperm(n_noise, generator=g, device=dev) for _ in range(runs)])
         for s in range(0, n_noise, batch):
             idx = perm[:, s:s + batch]
             x = torch.gather(noise, 1, idx[..., None].expand(-1, -1, noise.shape[2]))
-            for k, (cols, cross) in kinds.items():
-                src = logits[other] if cross else logits
-                t = F.log_softmax(torch.gather(src, 1, idx[..., None].expand(-1, -1, src.shape[2]))[..., cols], -1)
-                student_step(students[k], opts[k], x, t, cols)
+            if targets == "cached":
+                logits = {w: torch.gather(c, 1, idx[..., None].expand(-1, -1, c.shape[2])) for w, c in cache.items()}
+            else:
+                logits = teacher_logits(teacher, x, other)
+            for k, (cols, whose) in KINDS.items():
+                student_step(students[k], opts[k], x, F.log_softmax(logits[whose][..., cols], -1), cols)
+    sync()
     t_students = time.perf_counter() - t0 - t_teachers
     acc = {"teacher": accuracy(teacher, x_test, y_test).tolist(),
-           **{k: accuracy(students[k], x_test, y_test).tolist() for k in kinds}}
-    return {"accuracy": acc, "teachers_s": t_teachers, "students_s": t_students,
+           **{k: accuracy(students[k], x_test, y_test).tolist() for k in KINDS}}
+    return {"accuracy": acc, "pairing": other.tolist(), "teachers_s": t_teachers, "students_s": t_students,
             "total_s": time.perf_counter() - t0}
 
 
-def main(runs: int = 10) -> None:
-    """``python -m benchmarks.torch_mnist [RUNS]``: the baseline alone, on the real MNIST files (see README)."""
+def main(argv=None) -> None:
+    """``python -m benchmarks.torch_mnist [RUNS]``: the baseline alone, on the real MNIST files (see README); prints
+    one JSON line."""
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.torch_mnist", description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="?", type=int, default=10, help="models trained at once (default 10)")
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--n-noise", type=int, default=60_000, help="noise images per run")
+    ap.add_argument("--targets", choices=("online", "cached"), default="online",
+                    help="teacher logits at every step (the authors') or once per noise set")
+    ap.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
+    ap.add_argument("--data-dir", default=None, help="torchvision MNIST root (default: $SUBLIMINAL_DATA_DIR or ./data)")
+    a = ap.parse_args(argv)
+    if a.runs < 2:
+        ap.error("runs must be >= 2: a cross-model student needs another run's teacher")
+    t0 = time.perf_counter()
     from mnist_mlp.data import ensure_mnist, load_dataset
 
-    root = ensure_mnist(download=False)
+    root = ensure_mnist(a.data_dir, download=False)
     (xtr, ytr), (xte, yte) = (load_dataset("mnist", root, split=s) for s in ("train", "test"))
-    res = run(torch.tensor(xtr), torch.tensor(ytr).long(), torch.tensor(xte), torch.tensor(yte).long(), runs=runs)
+    res = run(torch.tensor(xtr), torch.tensor(ytr).long(), torch.tensor(xte), torch.tensor(yte).long(), runs=a.runs,
+              epochs=a.epochs, n_noise=a.n_noise, targets=a.targets, device=a.device)
     acc = res.pop("accuracy")
-    print(json.dumps({**res, "mean_accuracy": {k: float(np.mean(v)) for k, v in acc.items()}}))
+    print(json.dumps({**res, "targets": a.targets, "device": a.device, "load_s": time.perf_counter() - t0 -
+                      res["total_s"], "mean_accuracy": {k: float(np.mean(v)) for k, v in acc.items()}}))
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:]))
+    main()
