@@ -1,22 +1,18 @@
-"""Throughput of the MNIST experiment (paper Section 6.2) on this machine.
+"""Throughput of the MNIST experiment (paper Section 6.2) on this machine's default JAX device.
 
-Prints the time of one run (teacher + 4 students), of N runs batched with vmap, model-epochs/s, and the achieved
-GFLOP/s next to this machine's matmul peak. Run: ``python -m benchmarks.mnist_train [N ...]`` (needs MNIST, see
-README). The whole 100-run protocol's time is printed by ``python -m mnist_mlp --preset paper``.
+Prints, for N runs batched with vmap (one chunk), the wall time of the protocol (teachers + 4 students per run),
+model-epochs/s, and the achieved GFLOP/s of the training next to the device's measured matmul peak (achieved/peak).
+Run: ``python -m benchmarks.mnist_train [N ...] [--matmul-precision highest|tf32|bf16]`` (needs MNIST, see README).
+The whole 100-run protocol's time is printed by ``python -m mnist_mlp --preset paper``.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-import sys
 import time
 
-import jax
-
-from benchmarks.common import matmul_peak_gflops, peak_rss_mb, save_results
-from mnist_mlp.config import MnistConfig
-from mnist_mlp.data import ensure_mnist
-from mnist_mlp.experiment import run
+N_CLASSES = 10
 
 
 def flops_per_example(sizes=(784, 256, 256, 13)) -> tuple[float, float]:
@@ -27,31 +23,54 @@ def flops_per_example(sizes=(784, 256, 256, 13)) -> tuple[float, float]:
     return fwd + 2 * sum(macs) + 2 * sum(macs[1:]), fwd
 
 
-def main(counts=(1, 4, 16)) -> None:
+def protocol_flops(cfg) -> float:
+    """Matmul FLOPs of the whole protocol for ``cfg`` (an ``MnistConfig``), padded batches included: per run, the
+    teacher's training and the 4 students' training, plus the two teachers' logits on each noise image once (the
+    first student epoch stores them)."""
+    train, fwd = flops_per_example((784, *cfg.hidden, N_CLASSES + cfg.n_aux))
+    steps = -(-60_000 // cfg.batch_size) * cfg.batch_size  # padded teacher examples per epoch
+    student = -(-cfg.n_noise // cfg.batch_size) * cfg.batch_size
+    per_run = (cfg.epochs_teacher * steps * train + cfg.epochs_student * student * 4 * train + student * 2 * fwd)
+    return cfg.runs * per_run
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.mnist_train", description=__doc__.split("\n\n")[0])
+    ap.add_argument("counts", nargs="*", type=int, default=[2, 4, 16], help="numbers of runs to time (default 2 4 16)")
+    ap.add_argument("--matmul-precision", default="highest", choices=("highest", "tf32", "bf16"))
+    a = ap.parse_args(argv)
+    if any(n < 2 for n in a.counts):
+        ap.error("each count must be >= 2: a cross-model student needs another run's teacher")
+    import jax
+
+    from benchmarks.common import matmul_peak_gflops, peak_rss_mb, save_results
+    from mnist_mlp.config import MATMUL_PRECISIONS, MnistConfig
+    from mnist_mlp.data import ensure_mnist
+    from mnist_mlp.experiment import run
+
     root = ensure_mnist(download=False)
-    peak = matmul_peak_gflops()
-    print(f"backend {jax.default_backend()} ({jax.devices()[0]}); matmul peak {peak:.0f} GFLOP/s (2048^2 float32); "
-          f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '(unset)')}\n")
-    train, fwd = flops_per_example()
-    out = {"matmul_peak_gflops": peak, "glibc_tunables": os.environ.get("GLIBC_TUNABLES"), "runs": []}
-    for n in counts:
-        cfg = MnistConfig(runs=max(n, 2), chunk_size=max(n, 2), data_dir=str(root))
+    n_peak = 8192 if jax.default_backend() == "gpu" else 2048  # a GPU needs a larger matmul to reach its peak
+    with jax.default_matmul_precision(MATMUL_PRECISIONS[a.matmul_precision]):
+        peak = matmul_peak_gflops(n_peak)
+    print(f"backend {jax.default_backend()} ({jax.devices()[0]}); matmul peak {peak:.0f} GFLOP/s ({n_peak}^2, "
+          f"{a.matmul_precision}); GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '(unset)')}\n")
+    out = {"matmul_peak_gflops": peak, "matmul_precision": a.matmul_precision, "runs": []}
+    for n in a.counts:
+        cfg = MnistConfig(runs=n, chunk_size=n, data_dir=str(root), matmul_precision=a.matmul_precision)
         t0 = time.perf_counter()
         res = run(cfg, f"/tmp/subliminal-bench-{time.time_ns()}", progress=False)
         wall = time.perf_counter() - t0
-        steps = cfg.epochs * (-(-60_000 // cfg.batch_size)) * cfg.batch_size  # padded examples per model
-        # teachers: train; students: 4 x train, plus 2 teacher forwards per image in the first epoch only (kept after)
-        flops = cfg.runs * steps * (5 * train + 2 * fwd / cfg.epochs)
         t = res["timings"]
+        flops = protocol_flops(cfg)
+        achieved = flops / wall / 1e9
         print(f"{cfg.runs:4d} runs batched: {wall:6.1f} s wall (teachers {t['teachers_s']:.1f} s, students "
-              f"{t['students_s']:.1f} s, incl. compile); {wall / cfg.runs:5.1f} s/run; "
-              f"{5 * cfg.runs * cfg.epochs / wall:5.2f} model-epochs/s; {flops / wall / 1e9:5.0f} GFLOP/s "
-              f"({flops / wall / 1e9 / peak:.0%} of peak); peak RSS {peak_rss_mb():.0f} MB")
+              f"{t['students_s']:.1f} s, incl. compile); {wall / cfg.runs:5.2f} s/run; "
+              f"{5 * cfg.runs * cfg.epochs / wall:5.2f} model-epochs/s; achieved {achieved:5.0f} GFLOP/s = "
+              f"{achieved / peak:.0%} of the {peak:.0f} GFLOP/s peak; peak RSS {peak_rss_mb():.0f} MB")
         out["runs"].append({"runs": cfg.runs, "wall_s": wall, "teachers_s": t["teachers_s"],
-                            "students_s": t["students_s"], "gflops": flops / wall / 1e9,
-                            "fraction_of_peak": flops / wall / 1e9 / peak})
+                            "students_s": t["students_s"], "gflops": achieved, "fraction_of_peak": achieved / peak})
     save_results("mnist_train", out, jax=jax.__version__, backend=jax.default_backend(), device=str(jax.devices()[0]))
 
 
 if __name__ == "__main__":
-    main(tuple(int(a) for a in sys.argv[1:]) or (2, 4, 16))
+    main()

@@ -1,57 +1,79 @@
-"""Us against the authors' approach on the Fig. 10 protocol (issue 16): wall time of the same runs, measured paired.
+"""Us against the authors' approach on the Fig. 10 protocol (paper Section 6.2): wall time of the same runs, paired.
 
 Each round runs, in fresh processes one after the other, ``python -m mnist_mlp --preset quick --runs N --chunk-size N``
-(ours: JAX, the runs vmapped, the diagnostics on) and ``python -m benchmarks.torch_mnist N`` (the baseline: torch, N
-models stacked in batched einsums, one Adam; ``benchmarks/torch_mnist.py``, whose steps a test checks against ours).
-Prints each pair, the median ratio (baseline wall / our wall; > 1: we are faster), and our achieved GFLOP/s against
-this machine's matmul peak. Run: ``python -m benchmarks.mnist_vs_torch [N] [ROUNDS]`` (needs MNIST, see README).
+(ours: JAX, the runs vmapped, device-resident epochs, the diagnostics on) and ``python -m benchmarks.torch_mnist N``
+(the baseline: torch, N models stacked in batched einsums, one Adam, the teacher's logits at every distillation step
+as in the authors' script; ``benchmarks/torch_mnist.py``, whose steps and pairing tests check). The order alternates
+from round to round, so that a drift of the machine's speed favours neither. Prints each pair, the median ratio
+(baseline wall / our wall; > 1: we are faster), and our achieved GFLOP/s against this machine's matmul peak; writes
+``benchmarks/results/mnist_vs_torch_n<N>.json``, with the load average around each measurement (another job on the
+machine slows both sides).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-from benchmarks.common import matmul_peak_gflops, save_results
-from benchmarks.mnist_train import flops_per_example
 
-
-def timed(cmd: list[str]) -> tuple[float, str]:
+def timed(cmd: list[str]) -> tuple[float, str, tuple[float, float]]:
+    """(wall seconds, stdout, (1-minute load average before, after))."""
+    before = os.getloadavg()[0]
     t0 = time.perf_counter()
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return time.perf_counter() - t0, out
+    return time.perf_counter() - t0, out, (before, os.getloadavg()[0])
 
 
-def main(n: int = 10, rounds: int = 2) -> None:
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.mnist_vs_torch", description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="?", type=int, default=10, help="runs of the protocol (default 10)")
+    ap.add_argument("rounds", nargs="?", type=int, default=2, help="pairs measured (default 2)")
+    ap.add_argument("--baseline-targets", choices=("online", "cached"), default="online",
+                    help="the baseline's teacher logits: at every step (the authors') or once per noise set")
+    a = ap.parse_args(argv)
+    if a.runs < 2 or a.rounds < 1:
+        ap.error("runs must be >= 2 (a cross-model student needs another run's teacher) and rounds >= 1")
+    from benchmarks.common import matmul_peak_gflops, save_results
+    from benchmarks.mnist_train import protocol_flops
+    from mnist_mlp.config import MnistConfig
+
+    n = a.runs
     peak = matmul_peak_gflops()
-    train, fwd = flops_per_example()
-    # per run: teacher + 4 students, 5 epochs of 59 padded batches of 1024, plus the teachers' logits on the noise
-    flops = n * 5 * 59 * 1024 * (5 * train + 2 * fwd / 5)
+    flops = protocol_flops(MnistConfig(runs=n))
     pairs = []
-    for i in range(rounds):
+    for i in range(a.rounds):
         with tempfile.TemporaryDirectory() as tmp:
-            ours, _ = timed([sys.executable, "-m", "mnist_mlp", "--preset", "quick", "--runs", str(n), "--chunk-size",
-                             str(n), "--out", tmp, "--figures-dir", tmp, "--no-progress"])
-        theirs, out = timed([sys.executable, "-m", "benchmarks.torch_mnist", str(n)])
+            ours_cmd = [sys.executable, "-m", "mnist_mlp", "--preset", "quick", "--runs", str(n), "--chunk-size",
+                        str(n), "--out", tmp, "--figures-dir", tmp, "--no-progress"]
+            base_cmd = [sys.executable, "-m", "benchmarks.torch_mnist", str(n), "--targets", a.baseline_targets]
+            first, second = (ours_cmd, base_cmd) if i % 2 == 0 else (base_cmd, ours_cmd)
+            got = {id(first): timed(first), id(second): timed(second)}
+        (ours, _, ours_load), (theirs, out, base_load) = got[id(ours_cmd)], got[id(base_cmd)]
         base = json.loads(out.strip().splitlines()[-1])
-        pairs.append({"ours_s": ours, "baseline_s": theirs, "ratio": theirs / ours,
+        pairs.append({"ours_s": ours, "baseline_s": theirs, "ratio": theirs / ours, "ours_first": i % 2 == 0,
+                      "load_avg_ours": ours_load, "load_avg_baseline": base_load,
                       "baseline_accuracy": base["mean_accuracy"],
                       "baseline_phases_s": {k: base[k] for k in ("teachers_s", "students_s")}})
-        print(f"round {i}: ours {ours:6.1f} s, baseline {theirs:6.1f} s: {theirs / ours:.2f}x "
-              f"(baseline teacher {base['mean_accuracy']['teacher']:.1%}, aux student "
-              f"{base['mean_accuracy']['aux_same']:.1%})", flush=True)
+        print(f"round {i} ({'ours' if i % 2 == 0 else 'baseline'} first): ours {ours:6.1f} s, baseline {theirs:6.1f} s:"
+              f" {theirs / ours:.2f}x (baseline teacher {base['mean_accuracy']['teacher']:.1%}, aux student "
+              f"{base['mean_accuracy']['aux_same']:.1%}, all-logit cross-model student "
+              f"{base['mean_accuracy']['all_other']:.1%}; load {ours_load[0]:.1f}-{base_load[1]:.1f})", flush=True)
     ratio = statistics.median(p["ratio"] for p in pairs)
     ours = statistics.median(p["ours_s"] for p in pairs)
-    print(f"\nN = {n}: median ratio baseline/ours {ratio:.2f}x; ours {flops / ours / 1e9:.0f} GFLOP/s of the "
-          f"{peak:.0f} GFLOP/s matmul peak ({flops / ours / 1e9 / peak:.0%}; wall time, startup and compile "
-          "included)")
-    save_results("mnist_vs_torch", {"runs": n, "pairs": pairs, "median_ratio": ratio, "matmul_peak_gflops": peak,
-                                    "our_gflops": flops / ours / 1e9, "fraction_of_peak": flops / ours / 1e9 / peak})
+    print(f"\nN = {n}: median ratio baseline/ours {ratio:.2f}x over {len(pairs)} pairs; ours {flops / ours / 1e9:.0f} "
+          f"GFLOP/s of the {peak:.0f} GFLOP/s matmul peak ({flops / ours / 1e9 / peak:.0%}; wall time, start-up and "
+          "compilation included)")
+    save_results("mnist_vs_torch", {"runs": n, "baseline_targets": a.baseline_targets, "pairs": pairs,
+                                    "median_ratio": ratio, "matmul_peak_gflops": peak, "our_gflops": flops / ours / 1e9,
+                                    "fraction_of_peak": flops / ours / 1e9 / peak},
+                 variant=f"n{n}" + ("" if a.baseline_targets == "online" else "_cached"))
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:]))
+    main()

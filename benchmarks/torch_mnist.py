@@ -108,7 +108,7 @@ def run(x_train, y_train, x_test, y_test, *, runs: int, epochs: int = 5, batch: 
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     x_train, y_train, x_test, y_test = (t.to(dev) for t in (x_train, y_train, x_test, y_test))
     g = torch.Generator(device=dev).manual_seed(seed + 1)
-    t0 = time.perf_counter()
+    start_unix, t0 = time.time(), time.perf_counter()
     init = [p.detach().to(dev).requires_grad_() for p in init_stack(runs, seed=seed)]
     teacher = [p.detach().clone().requires_grad_() for p in init]
     opt = torch.optim.Adam(teacher, lr=lr)
@@ -143,7 +143,7 @@ def run(x_train, y_train, x_test, y_test, *, runs: int, epochs: int = 5, batch: 
     acc = {"teacher": accuracy(teacher, x_test, y_test).tolist(),
            **{k: accuracy(students[k], x_test, y_test).tolist() for k in KINDS}}
     return {"accuracy": acc, "pairing": other.tolist(), "teachers_s": t_teachers, "students_s": t_students,
-            "total_s": time.perf_counter() - t0}
+            "total_s": time.perf_counter() - t0, "start_unix": start_unix}
 
 
 def main(argv=None) -> None:
