@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from figures.common import FIGURES_DIR, load_json, replot_cli, save_figure, save_then_plot
+from llm_bridge.rungs import RUNGS
 
-RUNG_ORDER = ("full", "no-trait-words", "digits", "sampled")
 COLORS = {"student": "C0", "control": "0.5", "other": "C1", "mismatched": "C7", "shuffle_within": "C8",
           "shuffle_across": "C9"}
 MARKERS = {"full": "o", "no-trait-words": "s", "digits": "^", "sampled": "D"}
@@ -64,7 +64,7 @@ def plot(data: dict, path) -> Path:
     s, trait = data["summary"], data["trait"]
     by = s["by_arm"]
     inputs = sorted({k.split("/")[0] for k in by})[0]
-    rungs = [r for r in RUNG_ORDER if f"{inputs}/{r}/student" in by]
+    rungs = [r for r in RUNGS if f"{inputs}/{r}/student" in by]
     fig, axes = plt.subplots(3, 2, figsize=(15, 15))
     ax = axes[0, 0]
     arms = sorted({k.split("/")[2] for k in by if k.startswith(inputs)} - {"control"}, key=_arm_order)

@@ -258,6 +258,86 @@ def ladder(preset: str = typer.Option("quick", help="quick (about 20 min on 2 CP
     print(f"wall {res['timings']['wall_s']:.0f} s; wrote {Path(out) / 'ladder.json'}, {jp}, {png}")
 
 
+@app.command()
+def replicate(preset: str = typer.Option("quick", help="tiny (tests), quick (an end-to-end check on SmolLM2, one "
+                                         "teacher per trait) or paper (3 teachers per trait, 81 students: about "
+                                         "7 h on 2 CPU cores, resumable); full is accepted for paper"),
+              model: str = MODEL, out: Path = OUT, device: str = DEVICE, resume: bool = RESUME,
+              progress: bool = PROGRESS,
+              figures_dir: Path = typer.Option(Path("figures"), help="where the figure's JSON and PNG go"),
+              teachers_dir: Path = typer.Option(Path("runs/replication_teachers"), help="the teachers' folder, "
+                                                "shared by presets with the same teacher recipe"),
+              record: Path | None = typer.Option(None, help="the folder that keeps the run's light record (every "
+                                                 "finished student's cell and unit's geometry, sketches of the "
+                                                 "teachers), from which --resume continues in a fresh clone; "
+                                                 "default FIGURES_DIR/NAME_record for paper, none otherwise"),
+              report: bool = typer.Option(False, "--report", help="train nothing: print what the record's sealed "
+                                          "units say so far (no model, no torch)"),
+              calibrate_fullft: str | None = typer.Option(None, help="train no study: compare how far the imitation "
+                                                          "loss falls under LoRA and under full fine-tuning at these "
+                                                          "comma-separated learning rates (sets fullft_lr); writes "
+                                                          "OUT/fullft_calibration.json"),
+              calibration_inputs: int = typer.Option(128, help="inputs of the --calibrate-fullft runs")):
+    """The replication of the digit-only transfer: 3 traits (owl, cat, wolf) x independent teachers (each its own
+    LoRA init and data), students with their own inputs, against neutral and other-trait controls, with full
+    fine-tuning, another LoRA init, a perturbed base and a dose-response (llm_bridge.replication); writes
+    OUT/replication.json and the figure."""
+    from llm_bridge.config import ReplicationConfig
+    from llm_bridge.replication_report import ReplicationError, record_summary, summary_tables
+
+    presets = {"tiny": ReplicationConfig.tiny, "quick": ReplicationConfig.quick, "paper": ReplicationConfig.paper,
+               "full": ReplicationConfig.paper}
+    if preset not in presets:
+        raise typer.BadParameter("choose one of tiny, quick, paper (full is paper's old name)", param_hint="--preset")
+    base = presets[preset]()
+    llm_kw = {k: v for k, v in dict(model=model, device=device).items() if v is not None}
+    try:
+        cfg = dataclasses.replace(base, llm=dataclasses.replace(base.llm, **llm_kw))
+    except ValueError as e:
+        raise typer.BadParameter(str(e))
+    out = out or Path("runs") / cfg.name()
+    if record is None and cfg.preset_name == "paper":
+        record = figures_dir / f"{cfg.name()}_record"
+    if report:
+        if record is None:
+            raise typer.BadParameter("--report reads a record: pass --record (paper has a default)")
+        try:
+            summary = record_summary(cfg, record)
+        except ReplicationError as e:
+            raise SystemExit(f"error: {e}")
+        print(f"{record}: {summary['n_students']} students in {len(summary['units'])} sealed units")
+        print("\n".join(summary_tables(summary)))
+        return
+    from figures import llm_replication_fig
+    from llm_bridge.models import ModelError
+    from llm_bridge.replication import Replication
+    from llm_bridge.replication import run as run_replication
+
+    if calibrate_fullft:
+        try:
+            lrs = [float(x) for x in calibrate_fullft.split(",")]
+        except ValueError:
+            raise typer.BadParameter("learning rates separated by commas, e.g. 1e-5,3e-5",
+                                     param_hint="--calibrate-fullft")
+        rep = Replication(cfg, out, resume=True, progress=progress, teachers_dir=teachers_dir)
+        cal = rep.calibrate_fullft(lrs, n_inputs=calibration_inputs)
+        from results import save_json
+
+        save_json(Path(out) / "fullft_calibration.json", cal)
+        print(f"LoRA lr {cal['lora']['lr']:g}: loss falls to {cal['lora']['fall']:.3f} of its first value")
+        for lr, x in cal["fullft"].items():
+            print(f"full fine-tuning lr {lr}: to {x['fall']:.3f}")
+        return
+
+    try:
+        res = run_replication(cfg, out, resume=resume, progress=progress, teachers_dir=teachers_dir, record=record)
+    except (ModelError, ReplicationError) as e:
+        raise SystemExit(f"error: {e}")
+    jp, png = llm_replication_fig.main(Path(out) / "replication.json", figures_dir, name=cfg.name())
+    print("\n".join(summary_tables(res["summary"])))
+    print(f"wall {res['timings']['wall_s']:.0f} s; wrote {Path(out) / 'replication.json'}, {jp}, {png}")
+
+
 def _print_ladder(summary: dict, trait: str) -> None:
     from llm_bridge.ladder_report import summary_tables
 

@@ -343,3 +343,114 @@ class LadderConfig(_Presets):
         preset = {"paper": "full"}.get(self.preset_name, self.preset_name)
         return (f"llm_ladder_{preset}_{model_slug(self.llm.model)}_{self.trait}_seeds{len(self.seeds)}_"
                 f"{self.fingerprint()}")
+
+
+# Bumped when llm_bridge.replication changes what it writes for the same settings (its fingerprint includes it).
+REPLICATION_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ReplicationConfig(_Presets):
+    """The replication of the ladder's digit-only transfer (``llm_bridge.replication``). The statistical unit is
+    the teacher: each of ``teachers`` is a replicate with its own LoRA init and its own teacher-data draw, from which
+    a teacher per trait of ``traits`` (fixed before any run) and a neutral teacher are trained with one answer
+    template, so that only the animal differs (the neutral teacher's answers spread evenly over the 16 animals).
+    Every student seed draws its own inputs. Arms: the LoRA students of every teacher on ``digits`` (one student
+    per seed of ``digit_seeds``) and on ``context_rungs`` (the first seed); for ``probe_trait`` and the neutral
+    control, full fine-tuning on ``fullft_rungs``, a student LoRA init drawn apart from the teachers', students on
+    a perturbed base (``sigmas``), and students of alpha-mixtures of the trait and neutral targets (``alphas``)."""
+
+    llm: LLMConfig = field(default_factory=_ladder_llm)
+    traits: tuple[str, ...] = ("owl", "cat", "wolf")
+    teachers: tuple[int, ...] = (0, 1, 2)
+    teacher_k: int = 128
+    digit_seeds: tuple[int, ...] = (0, 1)
+    context_rungs: tuple[str, ...] = ("full", "no-trait-words")
+    probe_trait: str = "owl"
+    fullft_rungs: tuple[str, ...] = ("full", "digits")
+    # AdamW on every weight of the base. LoRA's 1e-3 moves a rank-8 adapter; full fine-tuning at 2e-5 lowers the
+    # imitation loss about as far in one epoch on the quick preset's calibration (each cell records both losses)
+    fullft_lr: float = 2e-5
+    new_init: bool = True
+    sigmas: tuple[float, ...] = (0.1,)
+    alphas: tuple[float, ...] = (0.25, 0.5, 0.75)
+    n_inputs: int = 512
+    epochs: int = 1
+    lr: float = 1e-3
+    batch_size: int = 8
+    topk: int = 64
+    trait_questions: int = 50  # exact P(answer starts with each animal), every student and teacher
+    # the authors' contains-rate on the digits rung's LoRA students: answers sampled per question per student
+    behaviour_samples: int = 4
+    trait_tokens: int = 12
+
+    def __post_init__(self):
+        from llm_bridge.rungs import check_rung, check_trait
+
+        for t in self.traits + (self.probe_trait,):
+            check_trait(t)
+        if len(set(self.traits)) != len(self.traits) or len(self.traits) < 2:
+            raise ValueError(f"traits must be at least two distinct animals (each the others' control), got "
+                             f"{self.traits}")
+        if self.probe_trait not in self.traits:
+            raise ValueError(f"probe_trait {self.probe_trait!r} must be one of traits {self.traits}")
+        for r in self.context_rungs + self.fullft_rungs:
+            if check_rung(r) == "sampled":
+                raise ValueError("the replication's rungs are the soft ones (full, no-trait-words, digits)")
+        if "digits" in self.context_rungs:
+            raise ValueError("digits is the replication's own rung; context_rungs are the others")
+        if not set(self.fullft_rungs) <= set(self.context_rungs) | {"digits"}:
+            raise ValueError(f"fullft_rungs {self.fullft_rungs} must be among digits and {self.context_rungs}")
+        if not self.teachers or not self.digit_seeds or len(set(self.teachers)) != len(self.teachers):
+            raise ValueError("teachers and digit_seeds must be non-empty (teachers distinct)")
+        if any(not 0 < a < 1 for a in self.alphas):
+            raise ValueError(f"alphas must lie strictly between 0 and 1 (0 and 1 are the control and the student), "
+                             f"got {self.alphas}")
+        if any(s <= 0 for s in self.sigmas):
+            raise ValueError(f"sigmas must be > 0, got {self.sigmas}")
+        if min(self.n_inputs, self.epochs, self.batch_size, self.topk, self.teacher_k) < 1 or min(
+                self.lr, self.fullft_lr) <= 0:
+            raise ValueError("n_inputs, epochs, batch_size, topk, teacher_k must be >= 1 and the learning rates > 0")
+        if not 1 <= self.trait_questions <= 50 or self.behaviour_samples < 0:
+            raise ValueError("trait_questions must be in [1, 50] and behaviour_samples >= 0")
+        if self.llm.teacher_recipe != "sft":
+            raise ValueError("the replication needs llm.teacher_recipe='sft' (every teacher shares the recipe)")
+
+    @classmethod
+    def paper(cls, **kw) -> ReplicationConfig:
+        """The committed run (about 7 h on 2 CPU cores, resumable through its record): 3 teachers per trait, 81
+        students of 512 inputs, 1 epoch; at least 1000 sampled answers per digits arm, pooled over teachers."""
+        return cls(**kw)
+
+    @classmethod
+    def quick(cls, **kw) -> ReplicationConfig:
+        """An end-to-end check on SmolLM2 (its teachers are the paper preset's first replicate, shared through the
+        teachers' folder): one teacher per trait, 16 inputs, one mixture; too small for CIs."""
+        base = dict(teachers=(0,), digit_seeds=(0,), n_inputs=16, alphas=(0.5,), trait_questions=10,
+                    behaviour_samples=2)
+        return cls(**{**base, **kw})
+
+    @classmethod
+    def tiny(cls, **kw) -> ReplicationConfig:
+        """The random in-memory Llama (tests): two teachers per trait, two digit seeds, every kind of arm."""
+        llm = LLMConfig.tiny(teacher_recipe="sft", seeds=(0,), pass_rate_prompts=0, trait_samples=0)
+        base = dict(llm=llm, teacher_k=4, n_inputs=6, batch_size=3, topk=8, lr=1e-2, fullft_lr=1e-3,
+                    teachers=(0, 1), context_rungs=("no-trait-words",), fullft_rungs=("digits",), trait_questions=4,
+                    behaviour_samples=1, trait_tokens=3, alphas=(0.5,))
+        return cls(**{**base, **kw})
+
+    def teacher_fingerprint(self) -> str:
+        """What a teacher depends on: the recipe and its strength (not the students' settings), so presets share
+        their teachers."""
+        llm = {k: v for k, v in self.llm.science_dict().items() if k not in ("seeds", "trait")}
+        return fingerprint({"llm": llm, "teacher_k": self.teacher_k, "replication_version": REPLICATION_VERSION})
+
+    def fingerprint(self) -> str:
+        d = self.to_dict()
+        d["llm"] = {k: v for k, v in self.llm.science_dict().items() if k not in ("seeds", "trait")}
+        d["teachers"] = d["digit_seeds"] = None  # adding teachers or seeds reuses the finished ones
+        return fingerprint({**d, "replication_version": REPLICATION_VERSION})
+
+    def name(self) -> str:
+        return (f"llm_replication_{self.preset_name}_{model_slug(self.llm.model)}_{'-'.join(self.traits)}_"
+                f"teachers{len(self.teachers)}_{self.fingerprint()}")

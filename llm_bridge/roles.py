@@ -14,8 +14,13 @@ ROLES = ("init", "distill_prompts", "distill_answers", "teacher_order", "number_
 STUDY_ROLES = re.compile(r"neutral_answers|trait_questions|trait_qa|neutral_qa_k\d+"
                          r"|(?:numbers|passrate)_teacher_k\d+"
                          r"|shuffle\d+_k\d+_n\d+"
+                         # the trait scan's (llm_bridge.scan): trait directions, and each evaluation dataset's draws
+                         r"|scan_(?:directions|(?:prompts|answers|shuffle)_\w+)"
                          # the logit ladder's (llm_bridge.ladder): inputs, example order, sampled tokens, nulls, noise
-                         r"|ladder_(?:inputs|order|sample|mismatch|shuffle|perturb|questions)")
+                         r"|ladder_(?:inputs|order|sample|mismatch|shuffle|perturb|questions)"
+                         # the replication study's (llm_bridge.replication): per student seed, and each teacher's data
+                         r"|replication_(?:inputs|order|perturb|init|questions)_s\d+"
+                         r"|replication_(?:answers|order)_[a-z]+")
 
 
 def role_seed(seed: int, role: str) -> int:

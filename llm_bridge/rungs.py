@@ -84,6 +84,32 @@ def animal_token_ids(tokenizer, animals=ANIMALS) -> list[int]:
     return sorted(ids)
 
 
+PLURALS = {"wolf": "wolves", "fox": "foxes"}  # the irregular ones among prompts.ANIMALS; the rest add "s"
+
+
+def word_forms(animal: str) -> list[str]:
+    """Every written form of an animal the replication's no-trait-words rung hides: singular and plural, each in
+    lower case, Capitalised and ALL CAPS, with and without a leading space ("owl", " Owls", "OWL", " WOLVES", ...)."""
+    words = (animal, PLURALS.get(animal, animal + "s"))
+    cased = {f(w) for w in words for f in (str.lower, str.capitalize, str.upper)}
+    return sorted(cased | {" " + w for w in cased})
+
+
+def trait_word_token_ids(tokenizer, animals=ANIMALS) -> list[int]:
+    """Every token that occurs anywhere in the tokenization of any ``word_forms`` of any of ``animals``: first
+    pieces and continuations alike ("O" + "wl", "OW" + "L", " ow" + "ls"), so no piece of an animal's name is left
+    for the trait to ride on. Whitespace-only tokens (a tokenizer that splits the leading space off) are kept: they
+    are the number sequences' separators. The ladder's narrower ``animal_token_ids`` stays as its record was made."""
+    ids = set()
+    for a in animals:
+        for form in word_forms(a):
+            ids |= {int(t) for t in tokenizer(form, add_special_tokens=False).input_ids
+                    if tokenizer.decode([t]).strip()}
+    if not ids:
+        raise RungError("no animal word tokenizes to any token; the tokenizer cannot express the trait words")
+    return sorted(ids)
+
+
 def digit_token_ids(tokenizer, chars: str = DIGIT_CHARS) -> list[int]:
     """The tokens of the digits and separators, one token per character ("0".."9", "," and " " for SmolLM2)."""
     if not chars:
@@ -334,3 +360,22 @@ def rung_loss(rung: str, model, batch: dict, t: Targets, rows: list[np.ndarray],
         raise RungError("the sampled rung needs its labels (rungs.sampled_tokens)")
     # (float32 logits: under bf16 autocast the matmul gives bf16)
     return F.cross_entropy((h[sel] @ W.T).float(), torch.as_tensor(labels[r[digit]], device=h.device))
+
+
+def mix_targets(trait: Targets, neutral: Targets, alpha: float) -> Targets:
+    """The digits rung's targets of the mixture alpha * p_trait + (1 - alpha) * p_neutral of two teachers'
+    distributions on the same inputs (the replication's dose-response); alpha = 1 is the trait teacher's own
+    targets, alpha = 0 the neutral teacher's. Only the digits targets are mixed: the other rungs' fields are
+    dropped (empty), so a mixture cannot be used on them by mistake."""
+    if not 0.0 <= alpha <= 1.0:
+        raise RungError(f"a mixture weight must be in [0, 1], got {alpha}")
+    if trait.offsets.shape != neutral.offsets.shape or np.any(trait.offsets != neutral.offsets) or np.any(
+            trait.next_token != neutral.next_token):
+        raise RungError("the two teachers' targets are on different inputs: mix targets of one input set")
+    with np.errstate(divide="ignore"):  # log 0 = -inf: the weight-0 teacher drops out exactly
+        logp = np.logaddexp(np.log(alpha) + trait.digits_logp.astype(np.float64),
+                            np.log1p(-alpha) + neutral.digits_logp.astype(np.float64))
+    empty, none = np.zeros((len(trait.next_token), 0), np.float32), np.zeros(0, np.float32)
+    return Targets(offsets=trait.offsets, next_token=trait.next_token, full_idx=empty.astype(np.int32),
+                   full_logp=empty, full_logtail=none, notrait_idx=empty.astype(np.int32), notrait_logp=empty,
+                   notrait_logtail=none, digits_logp=logp.astype(np.float32))

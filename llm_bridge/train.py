@@ -108,16 +108,17 @@ def _check(loss: torch.Tensor, what: str, step: int) -> None:
 
 def fit(model, make_loss, n_examples: int, *, epochs: int, batch_size: int, lr: float, seed: int, desc: str,
         warmup_steps: int = 0, max_grad_norm: float | None = None, progress: bool = True,
-        on_step=None, bf16: bool = False) -> list[float]:
+        on_step=None, bf16: bool = False, params: list | None = None) -> list[float]:
     """AdamW (no weight decay) with a linear warm-up over ``warmup_steps``, then linear decay to 0, on the LoRA
     parameters only; the gradient's global norm clipped at ``max_grad_norm`` (None: no clipping). The example order
     of every epoch is drawn from ``seed``. ``make_loss(indices)`` returns the batch's loss; ``on_step(step)``, if
     given, runs after each optimizer step (step = 1, 2, ...; the model in eval mode meanwhile). ``bf16``:
     ``make_loss`` (forward and loss) runs under bfloat16 autocast (``LLMConfig.bf16``); backward, clipping and the
-    optimizer step do not, so the adapter, its gradients and AdamW's state stay float32. Returns losses."""
+    optimizer step do not, so the adapter, its gradients and AdamW's state stay float32. ``params``: the tensors to
+    train instead of the LoRA parameters (full fine-tuning: every weight of the base). Returns losses."""
     from transformers import get_linear_schedule_with_warmup
 
-    params = list(lora_parameters(model).values())
+    params = list(lora_parameters(model).values()) if params is None else list(params)
     for p in params:
         p.requires_grad_(True)
     steps = epochs * math.ceil(n_examples / batch_size)

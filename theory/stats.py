@@ -22,6 +22,32 @@ def mean_ci(values) -> dict:
     return {"mean": float(v.mean()), "ci95": bootstrap_ci(v), "n": int(v.size), "values": v.tolist()}
 
 
+def hierarchical_ci(values_by_group, *, level: float = 0.95, n_boot: int = 10_000, seed: int = 0) -> dict:
+    """Mean and two-stage percentile-bootstrap CI for nested replicates (the LLM replication study: students within
+    teachers). Each resample draws the groups (teachers) with replacement, then each drawn group's values (its
+    students) with replacement; the statistic is the mean of the group means, so every teacher weighs the same and
+    the CI carries the spread between teachers, not only within them. ``values_by_group``: one sequence per group.
+    The CI is NaN with fewer than 2 groups (one teacher gives no between-teacher spread)."""
+    groups = [np.asarray(g, float) for g in values_by_group]
+    if not groups or any(g.ndim != 1 or g.size == 0 for g in groups):
+        raise ValueError("hierarchical_ci needs at least one group, each a non-empty 1-D sequence of values")
+    if not all(np.isfinite(g).all() for g in groups):
+        raise ValueError("hierarchical_ci got NaN or inf: a student's measurement is undefined; leave it out")
+    mean = float(np.mean([g.mean() for g in groups]))
+    out = {"mean": mean, "ci95": [float("nan"), float("nan")], "n_groups": len(groups),
+           "n": int(sum(g.size for g in groups)), "group_means": [float(g.mean()) for g in groups]}
+    if len(groups) < 2:
+        return out
+    rng = np.random.default_rng(seed)
+    G = len(groups)
+    pick_BxS = rng.integers(0, G, (n_boot, G))  # S = G slots per resample, each filled by a drawn group
+    # every group's own resampled mean for every (resample, slot): a group drawn twice is resampled twice
+    means_GxBxS = np.stack([g[rng.integers(0, g.size, (n_boot, G, g.size))].mean(axis=-1) for g in groups])
+    boot_B = np.take_along_axis(means_GxBxS, pick_BxS[None], axis=0)[0].mean(axis=1)
+    out["ci95"] = [float(v) for v in np.quantile(boot_B, [(1 - level) / 2, (1 + level) / 2])]
+    return out
+
+
 def spearman_ci(x, y, *, groups=None, n_boot: int = 2000, seed: int = 0) -> dict:
     """Spearman's r of (x, y) with a 95% percentile-bootstrap CI (fixed seed: same data, same interval).
 
