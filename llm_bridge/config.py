@@ -254,8 +254,9 @@ def _ladder_llm() -> LLMConfig:
 class LadderConfig(_Presets):
     """The LLM logit ladder (``llm_bridge.ladder``): a trait teacher dT, a neutral teacher dN and another animal's
     teacher, all from one LoRA init (``llm.seeds[0]``), imitated by students from that init on teacher-forced
-    number sequences, one rung (what the student sees) at a time; ``seeds`` vary the students' inputs, example order
-    and sampled tokens."""
+    number sequences, one rung (what the student sees) at a time. ``seeds`` vary the students' example order, the
+    sampled rung's tokens and the nulls' draws only: every seed shares the teachers, the LoRA init and the input draw
+    (``llm_bridge.replication`` redraws those per teacher and per seed)."""
 
     llm: LLMConfig = field(default_factory=_ladder_llm)
     trait: str = "owl"
