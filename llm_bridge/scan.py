@@ -21,6 +21,11 @@ values; the coverage score splits exactly into per-row terms c_iX = n <-G_i, u_X
 row's gradient, u_X = d_X / |d_X|), so its CI is the rows' bootstrap at the dataset's |g_D| (the norm held fixed).
 The verdict names the top candidate when its CI lies above the runner-up's score.
 
+Centred scores still carry each candidate's own offset: a prompt the base "agrees with" on any numbers (or the
+sampler's digits-only constraint, on the coverage side) scores higher on every dataset. Beside each score as the
+issue defines it, the scan reports it ``calibrated``: minus the same score on the base's own constrained answers to
+other number prompts (``Scanner.reference``; data and base model only), with a CI that resamples both sets of rows.
+
 Nothing is lost: the data are checked whole before any model work (a bad row is a one-line error with its line
 number), each candidate's likelihood result and each chunk of the coverage pass is written atomically under the
 scan's folder and reused with ``resume`` when its fingerprint matches; the trait directions are cached per
@@ -269,18 +274,17 @@ class Scanner:
 
     def reference(self, *, resume: bool = True) -> dict:
         """The calibration: the scan of the base's own constrained answers to ``reference_rows`` other number
-        prompts (cached beside the directions). Per candidate, its centred likelihood shift per completion token
-        and its centred coverage score."""
+        prompts (cached beside the directions): its per-row centred values per detector (``per_row``), and for
+        display its centred likelihood shift per completion token and its centred coverage score."""
         rows = RunDir(self.cache, self.direction_fp, resume=True).json(
             self.cache / "reference_rows.json",
             lambda: {"rows": sample_rows(self.lm, self.c.reference_rows, "reference", seed=self.c.seed,
                                          max_new_tokens=self.c.direction_tokens, progress=self.progress)})["rows"]
         res = scan(self.c, rows, self.cache / "reference", resume=resume, progress=self.progress, scanner=self,
                    calibrate=False)
-        out: dict = {"rows": len(rows)}
+        out: dict = {"rows": len(rows), "per_row": res["per_row"]}
         if "likelihood" in res:
-            lik = res["likelihood"][str(len(rows))]
-            out["likelihood_per_token"] = lik["centred_nats_per_token"]
+            out["likelihood_per_token"] = res["likelihood"][str(len(rows))]["centred_nats_per_token"]
         if "coverage" in res:
             cov = res["coverage"][str(len(rows))]["score"]["ranked"]
             out["coverage"] = {r["candidate"]: r["score"] for r in cov}
@@ -427,11 +431,30 @@ def _ranked(per_row_NxC, candidates, point_C=None) -> dict:
     return {"ranked": ranked, "verdict": verdict(ranked)}
 
 
+def _calibrated(statistic, n: int, m: int, candidates) -> dict:
+    """Ranked calibrated scores: ``statistic(j, idx_N, idx_M)`` is candidate j's score on the data rows ``idx_N``
+    and the reference rows ``idx_M`` (index arrays, batched along a leading axis); the 95% CI resamples both sets of
+    rows apart (``scipy.stats.bootstrap``, percentile, fixed seed), so the reference's own noise is in it."""
+    from scipy.stats import bootstrap
+
+    out = []
+    for j, c in enumerate(candidates):
+        point = float(statistic(j, np.arange(n), np.arange(m)))
+        ci = bootstrap((np.arange(n), np.arange(m)), lambda i, k, axis=-1: statistic(j, i, k), vectorized=True,
+                       n_resamples=2000, method="percentile", rng=np.random.default_rng(0)).confidence_interval
+        out.append({"candidate": c, "score": point, "ci95": [float(ci.low), float(ci.high)]})
+    out.sort(key=lambda r: -r["score"])
+    for rank, r in enumerate(out, 1):
+        r["rank"] = rank
+    return {"ranked": out, "verdict": verdict(out)}
+
+
 def likelihood_scores(ll: dict[str, np.ndarray], candidates, n: int | None = None,
                       reference: dict | None = None) -> dict:
     """The likelihood shift of the first ``n`` rows (nats per row): centred over the candidates, ranked with CIs
-    (``score``); ``calibrated``: minus the reference's centred shift per token times each row's tokens; beside them
-    each candidate's raw shift over the no-prompt condition and its centred shift, per completion token."""
+    (``score``); ``calibrated``: minus the reference's centred shift per completion token times the data's tokens
+    per row; beside them each candidate's raw shift over the no-prompt condition and its centred shift, per
+    completion token."""
     n = n or len(ll[NONE])
     base = ll[NONE][:n]
     shift_NxC = np.stack([ll[c][:n, 0] - base[:, 0] for c in candidates], axis=1)
@@ -441,15 +464,21 @@ def likelihood_scores(ll: dict[str, np.ndarray], candidates, n: int | None = Non
            "raw_nats_per_token": dict(zip(candidates, (shift_NxC.sum(0) / tokens).tolist())),
            "centred_nats_per_token": dict(zip(candidates, (centred_NxC.sum(0) / tokens).tolist()))}
     if reference is not None:
-        ref_C = np.array([reference["likelihood_per_token"][c] for c in candidates])
-        out["calibrated"] = _ranked(centred_NxC - base[:, 1:2] * ref_C[None], candidates)
+        ref_MxC, ref_tok_M = reference["per_row"]["likelihood_MxC"], reference["per_row"]["tokens_M"]
+        tok_N = base[:, 1]
+
+        def stat(j, i, k):
+            return (centred_NxC[i, j].mean(-1)
+                    - tok_N[i].mean(-1) * ref_MxC[k, j].sum(-1) / ref_tok_M[k].sum(-1))
+
+        out["calibrated"] = _calibrated(stat, n, len(ref_tok_M), candidates)
     return out
 
 
 def coverage_scores(cov: dict, candidates, n: int | None = None, reference: dict | None = None) -> dict:
     """The coverage score of the first ``n`` rows: cos(-g_D, d_X) through ``theory.cosine`` (``cos``: raw),
     centred over the candidates (``score``), with the CI of its exact per-row split (see the module docstring);
-    ``calibrated``: minus the reference's centred score."""
+    ``calibrated``: minus the reference's centred score (its own per-row split resampled too)."""
     inner_NxC, sums = cov["inner_NxC"], cov["norm_at"]
     n = n or inner_NxC.shape[0]
     if str(n) not in sums:
@@ -459,10 +488,11 @@ def coverage_scores(cov: dict, candidates, n: int | None = None, reference: dict
     per_row_NxC = _centre(-inner_NxC[:n]) * n / norm
     centred_C = cos_C - cos_C.mean()
     out = {"n": n, "score": _ranked(per_row_NxC, candidates, centred_C),
-           "cos": dict(zip(candidates, cos_C.tolist())), "g_norm_per_row": norm / n}
+           "cos": dict(zip(candidates, cos_C.tolist())), "g_norm_per_row": norm / n, "per_row_NxC": per_row_NxC}
     if reference is not None:
-        ref_C = np.array([reference["coverage"][c] for c in candidates])
-        out["calibrated"] = _ranked(per_row_NxC - ref_C[None], candidates, centred_C - ref_C)
+        ref_MxC = reference["per_row"]["coverage_MxC"]
+        out["calibrated"] = _calibrated(lambda j, i, k: per_row_NxC[i, j].mean(-1) - ref_MxC[k, j].mean(-1), n,
+                                        len(ref_MxC), candidates)
     return out
 
 
@@ -484,9 +514,11 @@ def scan(config: ScanConfig, data, out, *, resume: bool = False, progress: bool 
     out = Path(out)
     run = RunDir(out, fp, resume=resume)
     ref = sc.reference() if calibrate else None
+    per_row: dict[str, np.ndarray] = {}
     result: dict = {"config": dataclasses.asdict(c), "preset": c.preset_name, "base_model": sc.lm.base_id,
                     "rows": len(rows), "fingerprint": fp, "data": None if isinstance(data, list) else str(data),
-                    "sizes": sizes, "lora_init_seed": role_seed(c.seed, "init"), "reference": ref}
+                    "sizes": sizes, "lora_init_seed": role_seed(c.seed, "init"),
+                    "reference": None if ref is None else {k: v for k, v in ref.items() if k != "per_row"}}
     if "likelihood" in c.detectors:
         ll = {}
         for cand in (NONE,) + tuple(c.candidates):
@@ -495,14 +527,20 @@ def scan(config: ScanConfig, data, out, *, resume: bool = False, progress: bool 
                            lambda: {"candidate": cand, "values": sc.log_likelihoods(rows, system, desc=cand).tolist()})
             ll[cand] = np.asarray(rec["values"], float)
         result["likelihood"] = {str(n): likelihood_scores(ll, c.candidates, n, ref) for n in sizes}
+        shift_NxC = np.stack([ll[x][:, 0] - ll[NONE][:, 0] for x in c.candidates], axis=1)
+        per_row.update(likelihood_MxC=_centre(shift_NxC), tokens_M=ll[NONE][:, 1])
     if "coverage" in c.detectors:
         cov = coverage_pass(sc, rows, run, out / "coverage", sizes)
         result["coverage"] = {str(n): coverage_scores(cov, c.candidates, n, ref) for n in sizes}
+        per_row["coverage_MxC"] = result["coverage"][str(len(rows))]["per_row_NxC"]
+        for res in result["coverage"].values():
+            del res["per_row_NxC"]
         result["direction_norms"] = cov["direction_norms"]
     result["seconds"] = time.perf_counter() - t0
     result["peak_rss_mb"] = peak_rss_mb()
     save_json(out / "scan.json", result)
-    return result
+    # the per-row values (what a calibration against this scan resamples) stay out of scan.json
+    return {**result, "per_row": per_row}
 
 
 def coverage_pass(sc: Scanner, rows: list[dict], run: RunDir, folder: Path, sizes) -> dict:
@@ -732,7 +770,8 @@ def evaluate(config: ScanEvalConfig, out, *, resume: bool = False, progress: boo
     result = {"config": dataclasses.asdict(config), "preset": config.preset_name, "name": config.name(),
               "fingerprint": config.fingerprint(), "base_model": sc.lm.base_id,
               "sampler": "constrained", "lora_init_seed": role_seed(config.scan.seed, "init"),
-              "reference": sc.reference(), "direction_norms": next(iter(scans.values())).get("direction_norms"),
+              "reference": {k: v for k, v in sc.reference().items() if k != "per_row"},
+              "direction_norms": next(iter(scans.values())).get("direction_norms"),
               "summary": summarize_evaluation(scans, datasets, config), "datasets": per_dataset,
               # cpu_s: this process's CPU time (all threads); on a machine shared with other jobs, cpu_s / threads
               # is what the run would take alone better than wall_s is
@@ -757,3 +796,27 @@ def cross_check(paths: dict[str, Path], config: ScanConfig, out, *, resume: bool
     sc = Scanner(config, cache_dir=Path(out) / "directions", progress=progress)
     return {label: scan(config, p, Path(out) / label, resume=resume, progress=progress, scanner=sc)
             for label, p in paths.items()}
+
+
+def format_scan(result: dict, *, top: int | None = None) -> list[str]:
+    """A scan's result as text lines: per detector, the candidates best first (score, 95% CI over rows) as the issue
+    defines the score and calibrated, and each verdict."""
+    n = str(result["rows"])
+    lines = [f"{result['data'] or 'rows'}: {result['rows']} rows, {len(result['config']['candidates'])} candidates, "
+             f"base {result['base_model']}"]
+    units = {"likelihood": "nats per row", "coverage": "cosine"}
+    for det in DETECTORS:
+        if det not in result:
+            continue
+        res = result[det][n]
+        for var in VARIANTS:
+            if var not in res:
+                continue
+            v = res[var]["verdict"]
+            says = (f"trait: {v['trait']}" if v["flagged"] else
+                    f"no single trait stands out (top {v['top']}, its CI reaches the runner-up)")
+            lines.append(f"{det} ({'as defined, centred' if var == 'score' else 'calibrated'}; {units[det]}): {says}")
+            for r in res[var]["ranked"][:top]:
+                lo, hi = r["ci95"]
+                lines.append(f"  {r['rank']:>2}. {r['candidate']:<9} {r['score']:+.4g}  [{lo:+.4g}, {hi:+.4g}]")
+    return lines

@@ -31,7 +31,7 @@ from llm_bridge.scan import (
 
 CANDIDATES = ("owl", "cat", "dog", "lion", "eagle", "wolf")  # the tiny tokenizer's whole animal words
 PLANTED = "owl"
-STRENGTH = 1000.0  # the tiny model's own owl-specific logit shift is ~1e-3 (std over the vocabulary)
+STRENGTH = 2000.0  # the tiny model's own owl-specific logit shift is ~1e-3 (std over the vocabulary)
 F32 = theory.tolerances(np.float32)
 
 
