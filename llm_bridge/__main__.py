@@ -345,6 +345,39 @@ def _print_ladder(summary: dict, trait: str) -> None:
 
 
 @app.command()
+def scan(data: Path = typer.Argument(..., help="JSONL, one {\"prompt\", \"completion\"} object per line"),
+         preset: str = typer.Option("quick", help="tiny, quick or paper (how many number prompts build each "
+                                    "trait direction and the calibration)"),
+         model: str = MODEL, device: str = DEVICE,
+         candidates: str = typer.Option("all", help="comma-separated animals, or all (the 16 of the paper's list)"),
+         detectors: str = typer.Option("likelihood,coverage", help="likelihood and/or coverage"),
+         top: int = typer.Option(None, help="print only the first N candidates of each detector"),
+         out: Path = typer.Option(None, "--out", help="the scan's folder (default: runs/scan_DATA-STEM)"),
+         resume: bool = RESUME, progress: bool = PROGRESS):
+    """Scan number data for a hidden trait from the data and the base model alone: each candidate's likelihood
+    shift and coverage cosine (llm_bridge.scan), with 95% CIs over rows and a verdict; writes OUT/scan.json."""
+    from llm_bridge import scan as scanning
+    from llm_bridge.models import ModelError
+
+    presets = {"tiny": scanning.ScanConfig.tiny, "quick": scanning.ScanConfig.quick,
+               "paper": scanning.ScanConfig.paper}
+    if preset not in presets:
+        raise typer.BadParameter(f"choose one of {', '.join(presets)}", param_hint="--preset")
+    kw = {k: v for k, v in dict(model=model, device=device).items() if v is not None}
+    if candidates != "all":
+        kw["candidates"] = tuple(c.strip() for c in candidates.split(","))
+    try:
+        cfg = presets[preset](detectors=tuple(d.strip() for d in detectors.split(",")), **kw)
+        scanning.read_rows(data)  # every line checked before the model loads
+        out = out or Path("runs") / f"scan_{data.stem}"
+        res = scanning.scan(cfg, data, out, resume=resume, progress=progress)
+    except (scanning.ScanError, ModelError) as e:
+        raise SystemExit(f"error: {e}")
+    print("\n".join(scanning.format_scan(res, top=top)))
+    print(f"{res['seconds']:.0f} s; wrote {out / 'scan.json'}")
+
+
+@app.command()
 def show_config(preset: str = PRESET):
     """Print a preset's settings."""
     print(json.dumps(dataclasses.asdict(_config(preset, None, None, None, None)), indent=1))
