@@ -326,3 +326,21 @@ def test_the_evaluation_runs_end_to_end(tmp_path):
         assert cell["top1"]["rate"] <= cell["top3"]["rate"]
     again = evaluate(cfg, tmp_path, progress=False, resume=True)
     assert again["summary"] == res["summary"]
+
+
+# --- the CLI -----------------------------------------------------------------------------------------------------
+
+
+def test_the_cli_names_a_bad_row_in_one_line_before_loading_a_model(tmp_path):
+    from typer.testing import CliRunner
+
+    from llm_bridge.__main__ import app
+
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"prompt": "a", "completion": "1"}\n{"prompt": "b", "completion": ""}\n')
+    r = CliRunner().invoke(app, ["scan", str(path), "--model", "no/such-model"])
+    assert r.exit_code == 1 and r.output == f"error: {path}:2: empty completion\n"  # one line, no traceback
+    r = CliRunner().invoke(app, ["scan", str(path), "--candidates", "owl,unicorn"])
+    assert r.exit_code == 1 and "candidates must be" in str(r.exception)
+    r = CliRunner().invoke(app, ["scan", "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and "`" not in r.output and "--candidates" in r.output
