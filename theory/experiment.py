@@ -8,7 +8,9 @@ For every case (architecture x imitation loss x input distribution x seed) and e
 - the relative first-order error |dS/eps - first_order_update| / |first_order_update|, whose log-log slope in eps
   should be 1 (the O(eps^2) remainder of the Lemma's expansion).
 
-Cases sharing an (architecture, loss) are vmapped over seeds and inputs under one ``jax.jit``.
+Cases sharing an architecture (and the run's dtype) are vmapped over seeds, inputs and imitation losses under one
+``jax.jit``: one compiled program per architecture (``compiles`` in the summary counts them), the loss of each case
+chosen by a traced index (``CaseLoss``).
 """
 
 from __future__ import annotations
@@ -103,12 +105,28 @@ def stack_trees(trees):
     return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *trees)
 
 
-def _case_fn(arch_name: str, loss_name: str, config: TheoryConfig):
-    """One case of the grid for a fixed (architecture, loss): vmappable over (key, xs, xt, yt)."""
-    module, apply_fn, loss, dtype = case_model(arch_name, loss_name, config)
+class CaseLoss:
+    """The imitation loss of one case of a group, chosen among ``losses`` by a traced ``index``: one compiled program
+    then serves every loss. Under vmap the choice is a select: each loss is evaluated on the logits, and only the
+    chosen one's value and derivatives reach the networks (the others' cotangents are exact zeros)."""
+
+    def __init__(self, losses: tuple, index):
+        self.losses, self.index = losses, index
+
+    def __call__(self, logits_BxK, targets_BxK):
+        return jax.lax.switch(self.index, [lambda z, y, f=f: f(z, y) for f in self.losses], logits_BxK, targets_BxK)
+
+
+def _case_fn(arch_name: str, loss_names: tuple[str, ...], config: TheoryConfig):
+    """One case of the grid for a fixed architecture: vmappable over (key, xs, xt, yt, loss index into
+    ``loss_names``)."""
+    module = arch_from_name(arch_name).module(N_CLASSES + N_AUX)
+    apply_fn, dtype = zoo.apply_fn_of(module), jnp.dtype(config.dtype)
+    losses = tuple(LOSSES[name]() for name in loss_names)
     eps_E = jnp.asarray(config.eps, dtype)
 
-    def case(key, xs, xt, yt):
+    def case(key, xs, xt, yt, loss_index):
+        loss = losses[0] if len(losses) == 1 else CaseLoss(losses, loss_index)
         # Lemma 1 with the random dT, Theorem 1 with dT = -grad L_T; each from both starts.
         p0, p_other, dT_random, dT_grad, teacher_loss = case_networks(module, apply_fn, key, xt, yt, dtype)
 
@@ -128,9 +146,20 @@ def _case_fn(arch_name: str, loss_name: str, config: TheoryConfig):
 
 
 @functools.lru_cache(maxsize=256)
-def _compiled_case(arch_name: str, loss_name: str, config: TheoryConfig):
-    """The jitted, seed-vmapped case function; cached so a second run of the same config does not recompile."""
-    return jax.jit(jax.vmap(_case_fn(arch_name, loss_name, config)))
+def _compiled_case(arch_name: str, loss_names: tuple[str, ...], config: TheoryConfig):
+    """The jitted case function, vmapped over cases; cached so a second run of the same config does not recompile."""
+    return jax.jit(jax.vmap(_case_fn(arch_name, loss_names, config)))
+
+
+_COMPILES = {"active": False, "n": 0}
+
+
+def _count_compile(event: str, duration: float, **_) -> None:
+    if _COMPILES["active"] and event == "/jax/core/compile/backend_compile_duration":
+        _COMPILES["n"] += 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_count_compile)
 
 
 def summarize(config: TheoryConfig, cases: list[dict], curves: dict) -> dict:
@@ -199,13 +228,25 @@ def _run(config: TheoryConfig, dtype, mnist, progress: bool) -> dict:
 
     cases, curves = [], {}
     t0 = time.perf_counter()
-    combos = [(a, loss) for a in config.archs for loss in config.losses]
-    for ci, (arch_name, loss_name) in enumerate(tqdm(combos, desc="theory grid", disable=not progress)):
-        keys = jax.random.split(jax.random.fold_in(k_cases, ci), n_combo_cases)
-        out = _compiled_case(arch_name, loss_name, config)(keys, xs, xt, yt)
+    n_loss, compiles = len(config.losses), 0
+    # one program per architecture: its cases for every loss, each (arch, loss) with the keys it always had
+    for ai, arch_name in enumerate(tqdm(config.archs, desc="theory grid", disable=not progress)):
+        keys = jnp.concatenate([jax.random.split(jax.random.fold_in(k_cases, ai * n_loss + li), n_combo_cases)
+                                for li in range(n_loss)])
+        tiled = [jnp.concatenate([a] * n_loss) for a in (xs, xt, yt)]
+        loss_index = jnp.repeat(jnp.arange(n_loss, dtype=jnp.int32), n_combo_cases)
+        case_fn = _compiled_case(arch_name, tuple(config.losses), config)
+        _COMPILES.update(active=True, n=0)
+        try:  # only the case program compiles in this call: its inputs are ready
+            out = case_fn(keys, *tiled, loss_index)
+        finally:
+            _COMPILES["active"] = False
+        compiles += _COMPILES["n"]
         out = jax.tree_util.tree_map(np.asarray, out)
-        for j in range(n_combo_cases):
-            cases.append({"arch": arch_name, "loss": loss_name, "input": inputs_used[j // n_per], "seed": j % n_per})
+        for loss_name in config.losses:
+            for j in range(n_combo_cases):
+                cases.append({"arch": arch_name, "loss": loss_name, "input": inputs_used[j // n_per],
+                              "seed": j % n_per})
         for group, rep in out.items():
             for name, arr in rep.items():
                 curves.setdefault(group, {}).setdefault(name, []).append(arr)
@@ -213,6 +254,7 @@ def _run(config: TheoryConfig, dtype, mnist, progress: bool) -> dict:
     curves = {g: {n: np.concatenate(v) for n, v in d.items()} for g, d in curves.items()}
     summary = summarize(config, cases, curves)
     summary["wall_seconds"] = wall
+    summary["compiles"] = compiles  # case programs compiled by this run: one per architecture (0 if cached)
     summary["inputs_used"] = inputs_used
     return {
         "config": dataclasses.asdict(config),

@@ -4,13 +4,16 @@ import json
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from figures import theory_projection
 from theory.config import TheoryConfig, arch_from_name
-from theory.experiment import run, table_rows
+from theory.experiment import _compiled_case, run, table_rows
 from theory.stats import pooled_slope
+from theory.tolerances import tolerances
 
 TINY = dict(archs=("mlp1-tanh",), losses=("ce", "aux-se"), inputs=("gaussian",), seeds_per_combo=2,
             eps=(1e-6, 1e-5, 1e-4, 1.0))
@@ -96,3 +99,31 @@ def test_grid_inputs_drop_missing_mnist_offline_but_fail_where_data_is_required(
     monkeypatch.setenv("SUBLIMINAL_REQUIRE_DATA", "1")
     with pytest.raises(DataError):
         theory_projection.grid_inputs(config, tmp_path / "empty", download=False)
+
+
+def test_one_program_per_architecture_serves_every_loss_with_each_loss_alone_numbers():
+    """The grid compiles one program per architecture (its cases of every loss, the loss chosen per case); each case
+    gets the numbers of a program that calls its loss directly, up to float64 rounding (the two programs fuse
+    differently)."""
+    config = TheoryConfig(**{**TINY, "archs": ("mlp1-tanh", "mlp1-relu"), "eps": (1e-6, 1e-5, 1e-4, 0.5),
+                             "seeds_per_combo": 1})
+    assert run(config, progress=False)["summary"]["compiles"] == 2  # fresh: 2 architectures, 2 losses each
+    assert run(config, progress=False)["summary"]["compiles"] == 0  # cached
+    with jax.enable_x64(True):
+        _each_case_as_alone(config)
+
+
+def _each_case_as_alone(config):
+    k = jax.random.split(jax.random.key(3), 4)
+    keys = jax.random.split(k[0], 2)
+    xs, xt = (jax.random.normal(kk, (2, config.batch, 784), jnp.float64) for kk in k[1:3])
+    yt = jax.random.randint(k[3], (2, config.batch), 0, 10)
+    together = _compiled_case("mlp1-tanh", config.losses, config)(keys, xs, xt, yt, jnp.arange(2))
+    tol = tolerances(np.float64)
+    for i, loss in enumerate(config.losses):
+        alone = _compiled_case("mlp1-tanh", (loss,), config)(keys[i:i + 1], xs[i:i + 1], xt[i:i + 1], yt[i:i + 1],
+                                                            jnp.zeros(1, jnp.int32))
+        for group, rep in alone.items():
+            for name, a in rep.items():
+                np.testing.assert_allclose(np.asarray(together[group][name])[i], np.asarray(a)[0], rtol=tol.rtol,
+                                           atol=tol.atol, err_msg=f"{loss}: {group}.{name}")
