@@ -93,7 +93,7 @@ class GpuSampler:
     def __init__(self, ms: int = 200):
         self.samples: list[tuple[float, float, float]] = []
         self.cmd = ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits",
-                    "-i", "0", f"-lms={ms}"]
+                    "-i", "0", f"--loop-ms={ms}"]
         self.proc = None
 
     def __enter__(self):
