@@ -119,7 +119,7 @@ class MnistConfig:
         for f in dataclasses.fields(self):
             if f.name in SWEEP_KNOBS and d[f.name] in (f.default, same_as_default.get(f.name, f.default)):
                 d.pop(f.name)
-        if self.matmul_precision == "highest":  # float32, as every number before the knob: their fingerprints hold
+        if self.matmul_precision == "highest":  # float32, the default: the fingerprint is what it was without the knob
             d.pop("matmul_precision")
         d["protocol_version"] = PROTOCOL_VERSION
         return d
