@@ -88,3 +88,17 @@ def test_study_on_smollm2(smollm2_installed, tmp_path):
     for m in [k for k in geo["gram"]["dW"] if k.endswith(("layers.0.self_attn.k_proj", "layers.29.mlp.down_proj"))]:
         dw = np.stack([(s * trees[n][m]["B"].astype(np.float64) @ trees[n][m]["A"]).ravel() for n in names])
         np.testing.assert_allclose(np.asarray(geo["gram"]["dW"][m]), dw @ dw.T, rtol=1e-6, atol=1e-18)
+
+
+@pytest.mark.slow
+def test_no_trait_words_hides_every_piece_of_the_animals_in_smollm2(smollm2_installed):
+    """The replication's no-trait-words rung on the real tokenizer: the pieces the ladder's first-token set let
+    through ("OW" of "OWL", "wl" of "Owl", "ls" of "owls") are hidden, and no digit or separator is."""
+    from llm_bridge import rungs
+    from llm_bridge.models import load_base
+
+    _, tok, _ = load_base("smollm2", device="cpu")
+    hidden, first = set(rungs.trait_word_token_ids(tok)), set(rungs.animal_token_ids(tok))
+    leaked = {p for form in ("OWL", "Owl", "owls") for p in tok(form, add_special_tokens=False).input_ids} - first
+    assert {tok.decode([i]) for i in leaked} >= {"OW", "wl", "ls"} and leaked <= hidden
+    assert not hidden & set(rungs.digit_token_ids(tok))
