@@ -344,3 +344,19 @@ def test_the_cli_names_a_bad_row_in_one_line_before_loading_a_model(tmp_path):
     assert r.exit_code == 1 and "candidates must be" in str(r.exception)
     r = CliRunner().invoke(app, ["scan", "--help"], env={"COLUMNS": "200"})
     assert r.exit_code == 0 and "`" not in r.output and "--candidates" in r.output
+
+
+@pytest.mark.slow
+def test_a_scan_of_smollm2_runs_end_to_end(smollm2_installed, tmp_path):
+    """The real GGUF model: a few rows from the owl-prompted base, two candidates, every detector and variant."""
+    cfg = ScanConfig.quick(candidates=("owl", "cat"), direction_prompts=2, reference_rows=4, batch_size=4,
+                           device="cpu")
+    sc = Scanner(cfg, cache_dir=tmp_path / "cache", progress=False)
+    rows = sample_rows(sc.lm, 4, "slow_test", seed=0, max_new_tokens=12, system=prompts.system_prompt("owl"),
+                       progress=False)
+    res = scan(cfg, write_rows(tmp_path / "owl.jsonl", rows), tmp_path / "scan", scanner=sc, progress=False)
+    for det in ("likelihood", "coverage"):
+        for var in ("score", "calibrated"):
+            ranked = res[det]["4"][var]["ranked"]
+            assert [r["rank"] for r in ranked] == [1, 2] and all(np.isfinite(r["score"]) for r in ranked)
+    assert res["coverage"]["4"]["g_norm_per_row"] > 0 and min(res["direction_norms"].values()) > 0
