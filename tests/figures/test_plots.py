@@ -15,7 +15,8 @@ from results import load_json
 PLOTTERS = {"theory_projection_": "figures.theory_projection", "theory_optimizers_": "figures.theory_optimizers",
             "mnist_fig10_": "figures.mnist_fig10",
             "llm_bridge_": "figures.llm_bridge_fig", "llm_study_": "figures.llm_study_fig",
-            "llm_ladder_": "figures.llm_ladder_fig", "llm_scan_": "figures.llm_scan_fig", "mnist_sweep_": "figures.mnist_sweeps",
+            "llm_ladder_": "figures.llm_ladder_fig", "llm_scan_": "figures.llm_scan_fig",
+            "mnist_sweep_": "figures.mnist_sweeps",
             "mnist_transfer_map_": "figures.mnist_sweeps:plot_map"}
 COMMITTED = sorted(FIGURES_DIR.glob("*.json"))
 
