@@ -24,6 +24,7 @@ LADDER = "figures/llm_ladder_quick_smollm2-135m_owl_seeds1_6d9bcb87cf.json"
 VS_TORCH = "benchmarks/results/mnist_vs_torch.json"
 PRECISION = "benchmarks/results/ladder_throughput_precision.json"
 SWEEP_MAP = "figures/mnist_transfer_map_full_seed0.json"
+SCAN = "figures/llm_scan_quick_smollm2-135m_6a217ce5e3.json"
 
 
 @cache
@@ -458,8 +459,30 @@ def speed_claims():
                                  f"{m['bf16_speedup']:.2f}x | {m['loss_rel_diff']:.1e} relative |")
 
 
+def scan_claims():
+    s = load(SCAN)
+    cfg, summary = s["config"], s["summary"]
+    n = cfg["rows"]
+
+    def frac(r):
+        return f"{r['k']}/{r['n']}"
+
+    def auc(a):
+        lo, hi = a["ci95"]
+        return f"{a['auroc']:.2f}" + ("" if lo is None else f" [{lo:.2f}, {hi:.2f}]")
+
+    for det in ("likelihood", "coverage"):
+        for var, label in (("score", "as defined"), ("calibrated", "calibrated")):
+            c = summary[f"{det}/{var}/{n}"]
+            flags = " / ".join(frac(c["flagged"][k]) for k in ("trait", "neutral", "shuffled", "mixed"))
+            row = (f"| {det}, {label} | {auc(c['auroc']['neutral'])} | {frac(c['top1'])} / {frac(c['top3'])} | "
+                   f"{flags} |")
+            yield "README.md", row
+            yield "paper_notes.md", row
+
+
 CLAIMS = [*theory_claims(), *optimizer_claims(), *ladder_claims(), *ladder_full_claims(), *mnist_claims(),
-          *study_claims(), *llm_claims(), *speed_claims(), *sweep_claims(), *map_claims()]
+          *study_claims(), *llm_claims(), *speed_claims(), *sweep_claims(), *map_claims(), *scan_claims()]
 
 
 @pytest.mark.parametrize("document,text", CLAIMS, ids=[f"{d}:{t[:50]}" for d, t in CLAIMS])
