@@ -146,7 +146,7 @@ def _case_fn(arch_name: str, loss_names: tuple[str, ...], config: TheoryConfig):
 
 
 @functools.lru_cache(maxsize=256)
-def _compiled_case(arch_name: str, loss_names: tuple[str, ...], config: TheoryConfig):
+def compiled_case(arch_name: str, loss_names: tuple[str, ...], config: TheoryConfig):
     """The jitted case function, vmapped over cases; cached so a second run of the same config does not recompile."""
     return jax.jit(jax.vmap(_case_fn(arch_name, loss_names, config)))
 
@@ -235,7 +235,7 @@ def _run(config: TheoryConfig, dtype, mnist, progress: bool) -> dict:
                                 for li in range(n_loss)])
         tiled = [jnp.concatenate([a] * n_loss) for a in (xs, xt, yt)]
         loss_index = jnp.repeat(jnp.arange(n_loss, dtype=jnp.int32), n_combo_cases)
-        case_fn = _compiled_case(arch_name, tuple(config.losses), config)
+        case_fn = compiled_case(arch_name, tuple(config.losses), config)
         _COMPILES.update(active=True, n=0)
         try:  # only the case program compiles in this call: its inputs are ready
             out = case_fn(keys, *tiled, loss_index)

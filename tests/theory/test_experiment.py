@@ -11,7 +11,7 @@ import pytest
 
 from figures import theory_projection
 from theory.config import TheoryConfig, arch_from_name
-from theory.experiment import _compiled_case, run, table_rows
+from theory.experiment import compiled_case, run, table_rows
 from theory.stats import pooled_slope
 from theory.tolerances import tolerances
 
@@ -118,10 +118,10 @@ def _each_case_as_alone(config):
     keys = jax.random.split(k[0], 2)
     xs, xt = (jax.random.normal(kk, (2, config.batch, 784), jnp.float64) for kk in k[1:3])
     yt = jax.random.randint(k[3], (2, config.batch), 0, 10)
-    together = _compiled_case("mlp1-tanh", config.losses, config)(keys, xs, xt, yt, jnp.arange(2))
+    together = compiled_case("mlp1-tanh", config.losses, config)(keys, xs, xt, yt, jnp.arange(2))
     tol = tolerances(np.float64)
     for i, loss in enumerate(config.losses):
-        alone = _compiled_case("mlp1-tanh", (loss,), config)(keys[i:i + 1], xs[i:i + 1], xt[i:i + 1], yt[i:i + 1],
+        alone = compiled_case("mlp1-tanh", (loss,), config)(keys[i:i + 1], xs[i:i + 1], xt[i:i + 1], yt[i:i + 1],
                                                             jnp.zeros(1, jnp.int32))
         for group, rep in alone.items():
             for name, a in rep.items():
