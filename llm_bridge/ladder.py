@@ -1,5 +1,5 @@
 """The LLM logit ladder: a positive control for the LLM diagnostic (paper Sections 3, 6; the MNIST ladder of Section
-6.2 carried to a real LLM). ``python -m llm_bridge ladder --preset quick|full [--trait ANIMAL] [--resume]``.
+6.2 carried to a real LLM). ``python -m llm_bridge ladder --preset quick|paper [--trait ANIMAL]``.
 
 Teachers (one LoRA init, ``llm.seeds[0]``): dT, the strong direct-answer teacher of the study (k trait answers); dN,
 its neutral twin (the base's own answers); dO, the same recipe for a partner animal (``rungs.partner``). Inputs:

@@ -25,7 +25,7 @@ def record_summary(config: LadderConfig, record) -> dict:
     without a model (the figure waits for the whole grid). Cells of unsealed triples are left out."""
     record = Path(record)
     if not record.is_dir():
-        raise LadderError(f"no record at {record}; a full run writes it (python -m llm_bridge ladder --preset full)")
+        raise LadderError(f"no record at {record}; a full run writes it (python -m llm_bridge ladder --preset paper)")
 
     def triple(path: Path) -> str:  # geometry/INPUTS/RUNG/seedS.json -> INPUTS/RUNG/seedS
         return f"{path.parent.parent.name}/{path.parent.name}/{path.stem}"

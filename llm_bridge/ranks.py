@@ -7,7 +7,7 @@ atomically, and rank 0 merges them into the one result a single process would wr
     torchrun --nproc_per_node 4 -m llm_bridge study --preset paper --out runs/study_paper
     # M hosts, on host i (0 .. M-1); HOST:PORT is host 0's address and a free port:
     torchrun --nnodes M --node_rank i --nproc_per_node N --rdzv_endpoint HOST:PORT \\
-        -m llm_bridge ladder --preset full --out /shared/runs/ladder_full
+        -m llm_bridge ladder --preset paper --out /shared/runs/ladder_full
 
 The output folder (and ``--teachers-dir``) must be one folder that every rank sees (a shared file system): the ranks
 meet only through its files and two barriers. Without torchrun (no ``WORLD_SIZE`` in the environment) a run is one

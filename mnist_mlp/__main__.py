@@ -1,4 +1,7 @@
-"""`python -m mnist_mlp`: the MNIST auxiliary-logit experiment (paper Fig. 10) with the projection diagnostic.
+"""The MNIST auxiliary-logit experiment (paper Fig. 10) with the projection diagnostic: teachers, students on noise
+images, their test accuracy with 95% CIs; writes the runs' checkpoints under OUT and the figure's JSON and PNG.
+
+`python -m mnist_mlp sweep NAME` runs a sweep of the same protocol (see `python -m mnist_mlp sweep --help`).
 
 This is the CLI layer (the outermost): it runs the experiment and draws its figure through `figures`."""
 
@@ -9,6 +12,16 @@ from pathlib import Path
 
 import typer
 
+from results.cli import (
+    OLD_PRESET_NAMES,
+    figures_dir_option,
+    make_app,
+    out_option,
+    preset_option,
+    resume_option,
+    seed_option,
+)
+
 # a multi-process run's options, shared by the Fig. 10 experiment and `sweep`
 DISTRIBUTED = typer.Option(False, "--distributed", help="one process of a multi-process run (jax.distributed; each "
                            "trains its share of the chunks, process 0 writes the results): the cluster is detected "
@@ -18,23 +31,25 @@ COORDINATOR = typer.Option(None, help="HOST:PORT of process 0 (implies --distrib
 NUM_PROCESSES = typer.Option(None, help="processes of a --distributed run")
 PROCESS_ID = typer.Option(None, help="this process's id, 0 to --num-processes - 1")
 
-app = typer.Typer(add_completion=False, help=__doc__, rich_markup_mode="markdown")
+app = make_app(__doc__)
 
 
 @app.callback(invoke_without_command=True)
 def main(
     ctx: typer.Context,
-    preset: str = typer.Option("quick", help="quick (4 runs, about a minute on CPU) or paper (100 runs)"),
-    runs: int | None = typer.Option(None, help="override the preset's number of runs"),
-    seed: int = typer.Option(0, help="root seed; every key is split from it by role"),
-    epochs: int | None = typer.Option(None, help="override the epochs of teachers and students"),
-    chunk_size: int | None = typer.Option(None, help="runs trained at once (default: all the runs the device memory "
-                                          "holds, in equal chunks)"),
+    preset: str = preset_option(choices=("quick", "paper"), help="quick (4 runs, about a minute on CPU) or paper "
+                                "(100 runs)"),
+    runs: int | None = typer.Option(None, min=2, help="override the preset's number of runs (a cross-model student "
+                                    "needs another run's teacher: at least 2)"),
+    seed: int = seed_option(),
+    epochs: int | None = typer.Option(None, min=1, help="override the epochs of teachers and students"),
+    chunk_size: int | None = typer.Option(None, min=1, help="runs trained at once (default: all the runs the device "
+                                          "memory holds, in equal chunks)"),
     matmul_precision: str = typer.Option("highest", help="matmul precision: highest (float32, the protocol), tf32 or "
                                          "bf16 (GPU tensor cores; part of the fingerprint)"),
-    out: Path = typer.Option(Path("runs"), "--out", help="folder for per-chunk checkpoints and results.json"),
-    figures_dir: Path = typer.Option(Path("figures"), help="where the figure's JSON and PNG go"),
-    resume: bool = typer.Option(False, "--resume", help="reuse finished chunks of an interrupted run"),
+    out: Path = out_option(Path("runs"), help="the run folder: per-chunk checkpoints and results.json"),
+    figures_dir: Path = figures_dir_option(),
+    resume: bool = resume_option("reuse the finished chunks of an interrupted run"),
     data_dir: Path | None = typer.Option(None, help="torchvision MNIST root (default: $SUBLIMINAL_DATA_DIR or "
                                             "./data); offline: python -m mnist_mlp.data --from-gz DIR"),
     download: bool = typer.Option(True, help="let torchvision download MNIST when it is neither in --data-dir nor "
@@ -54,23 +69,27 @@ def main(
                                      f"experiment; give the {ctx.invoked_subcommand} command its own options after "
                                      "its name")
         return
+    import dataclasses
+
     from figures import mnist_fig10
     from mnist_mlp.config import MATMUL_PRECISIONS, MnistConfig
     from mnist_mlp.data import DataError, ensure_mnist
     from mnist_mlp.experiment import run
 
     presets = {"quick": MnistConfig.quick, "paper": MnistConfig.paper}
-    if preset not in presets:
-        raise typer.BadParameter(f"unknown preset {preset!r}; choose quick or paper", param_hint="--preset")
     if matmul_precision not in MATMUL_PRECISIONS:
         raise typer.BadParameter(f"unknown precision {matmul_precision!r}; choose one of "
                                  f"{', '.join(MATMUL_PRECISIONS)}", param_hint="--matmul-precision")
     kw = {k: v for k, v in {"runs": runs, "epochs": epochs, "chunk_size": chunk_size}.items() if v is not None}
     kw["matmul_precision"] = matmul_precision
+    try:  # the settings are checked before any work (the data's unpacking included)
+        config = presets[preset](seed=seed, **kw)
+    except ValueError as e:
+        raise typer.BadParameter(str(e))
     try:
         main_process = _join(distributed, coordinator, num_processes, process_id)
         root = ensure_mnist(data_dir, download=download)
-        config = presets[preset](seed=seed, data_dir=str(root), **kw)
+        config = dataclasses.replace(config, data_dir=str(root))
         if not main_process:  # its share of the chunks; process 0 draws the figure
             run(config, out, resume=resume, progress=progress)
             return
@@ -87,15 +106,16 @@ def sweep(
     name: str = typer.Argument(..., help="a sweep of mnist_mlp.sweeps.SWEEPS (init, width, aux, loss, optimizer, "
                                "student_epochs, teacher_epochs, inputs, fashion, ablation, liminal, heads, "
                                "alignment), or all"),
-    preset: str = typer.Option("quick", help="quick (2 runs per cell, 10,240 noise images; a few minutes) or full "
-                               "(25 runs per cell, the paper protocol; resumable)"),
-    seed: int = typer.Option(0, help="root seed of every cell"),
-    out: Path = typer.Option(Path("runs"), "--out", help="folder for the cells' checkpoints (out/sweeps)"),
-    figures_dir: Path = typer.Option(Path("figures"), help="where each sweep's JSON and PNG, and the map, go"),
-    resume: bool = typer.Option(True, "--resume/--no-resume", help="reuse finished chunks (of interrupted cells, and "
-                                "of cells that other sweeps share: the Fig. 10 baseline); each is checked against its "
-                                "cell's fingerprint"),
-    chunk_size: int | None = typer.Option(None, help="runs trained at once (default: all runs of a cell); with "
+    preset: str = preset_option(choices=("quick", "paper"), old_names=OLD_PRESET_NAMES,
+                                help="quick (2 runs per cell, 10,240 noise images; a few minutes) or paper (25 runs "
+                                "per cell, the paper protocol; resumable; its files are named full, paper's old name "
+                                "here, which is still accepted)"),
+    seed: int = seed_option(help="root seed of every cell"),
+    out: Path = out_option(Path("runs"), help="the run folder: the cells' checkpoints (OUT/sweeps)"),
+    figures_dir: Path = figures_dir_option(help="the figure folder: each sweep's JSON and PNG, and the map"),
+    resume: bool = resume_option("reuse finished chunks (of interrupted cells, and of cells that other sweeps share: "
+                                 "the Fig. 10 baseline)"),
+    chunk_size: int | None = typer.Option(None, min=1, help="runs trained at once (default: all runs of a cell); with "
                                           "several devices, a multiple of their count shards the runs over them"),
     data_dir: Path | None = typer.Option(None, help="torchvision root holding MNIST (and Fashion-MNIST)"),
     download: bool = typer.Option(True, help="let torchvision download missing datasets"),
@@ -108,14 +128,13 @@ def sweep(
     """A sweep of the Fig. 10 protocol (one figure; JSON + PNG), then the transfer map of every finished sweep."""
     from figures import mnist_sweeps
     from mnist_mlp.data import DataError, ensure_dataset
-    from mnist_mlp.sweeps import PRESETS, SWEEPS, run_sweep
+    from mnist_mlp.sweeps import SWEEPS, run_sweep
 
     names = list(SWEEPS) if name == "all" else [name]
     if not set(names) <= set(SWEEPS):
         raise typer.BadParameter(f"unknown sweep {name!r}; choose one of {', '.join(SWEEPS)} or all",
                                  param_hint="NAME")
-    if preset not in PRESETS:
-        raise typer.BadParameter(f"unknown preset {preset!r}; choose quick or full", param_hint="--preset")
+    preset = SWEEP_PRESETS[preset]
     try:
         main_process = _join(distributed, coordinator, num_processes, process_id)
         root = ensure_dataset("mnist", data_dir, download=download)
@@ -143,6 +162,10 @@ def sweep(
                   f"{time.perf_counter() - t0:.0f} s in this process\nwrote {jp}\nwrote {png}")
     except (DataError, ValueError) as e:
         raise SystemExit(f"error: {e}")
+
+
+# the CLI's preset -> mnist_mlp.sweeps' own name (file names carry it: mnist_sweep_init_full_seed0.json)
+SWEEP_PRESETS = {"quick": "quick", "paper": "full"}
 
 
 def _seconds(s) -> str:

@@ -1,7 +1,7 @@
 """Sweeps of the Fig. 10 protocol (paper Section 6.2) and the mechanism studies: where subliminal transfer happens,
 and whether the theory's first-order quantity (Section 6, Lemma 1) predicts it.
 
-``python -m mnist_mlp sweep NAME --preset quick|full [--resume]``. A sweep is a list of cells; a cell is the Fig. 10
+``python -m mnist_mlp sweep NAME --preset quick|paper``. A sweep is a list of cells; a cell is the Fig. 10
 experiment (``mnist_mlp.experiment``: the same step functions, vmapped over its runs) with a few ``MnistConfig``
 knobs changed. Cells that differ only in the students' start or ablation direction (``STACKED_KNOBS``: the init,
 ablation and heads sweeps) train as one vmapped batch, one set of teachers and one compiled step for all of them.

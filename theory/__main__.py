@@ -1,4 +1,6 @@
-"""`python -m theory`: check Lemma 1 and Theorem 1 over a grid of random networks; print, save JSON and figures.
+"""Check Lemma 1 and Theorem 1 of the paper over a grid of random networks (MLPs, a CNN, a transformer block; three
+imitation losses; random and real-digit inputs): print the table, write the figure's JSON and PNG.
+
 `python -m theory --optimizers`: the same networks under SGD, momentum, Adam and SignSGD (first step and K steps).
 
 This is the CLI layer (the outermost): it may draw through `figures` and read real MNIST through `mnist_mlp.data`;
@@ -10,46 +12,55 @@ from pathlib import Path
 
 import typer
 
+from results.cli import figures_dir_option, make_app, note_old, old_option, preset_option, seed_option
 from theory.config import ALL_ARCHS, TheoryConfig
 
-app = typer.Typer(add_completion=False, help=__doc__, rich_markup_mode="markdown")
+app = make_app(__doc__)
 
 
-@app.command()
+@app.command(help=__doc__)
 def main(
-    quick: bool = typer.Option(False, "--quick", help="small grid (about 2 min on 2 CPU cores) instead of the "
-                               "full one"),
+    preset: str = preset_option("paper", choices=("quick", "paper"), help="quick (a small grid, about 2 min on 2 CPU "
+                                "cores) or paper (the 336-network grid)"),
     json_path: Path | None = typer.Option(None, "--json", help="where to write the results JSON "
-                                          "(default: OUT/theory_projection_SETTINGS.json)"),
-    out: Path = typer.Option(Path("figures"), "--out", help="folder for the JSON and PNG"),
-    seed: int = typer.Option(0, help="root seed (keys are split from it by role)"),
+                                          "(default: FIGURES_DIR/theory_projection_SETTINGS.json)"),
+    figures_dir: Path = figures_dir_option(),
+    seed: int = seed_option(help="root seed (keys are split from it by role)"),
     dtype: str = typer.Option("float64", help="float64 (the acceptance run) or float32"),
-    seeds_per_combo: int | None = typer.Option(None, help="random cases per (architecture, loss, input)"),
-    archs: str | None = typer.Option(None, help=f"comma-separated subset of {','.join(ALL_ARCHS)}"),
+    seeds_per_combo: int | None = typer.Option(None, min=1, help="random cases per (architecture, loss, input)"),
+    archs: str | None = typer.Option(None, help=f"comma-separated subset of {', '.join(ALL_ARCHS)}"),
     data_dir: Path | None = typer.Option(None, help="MNIST root (torchvision layout); real-digit inputs are "
                                          "skipped when absent (an error where SUBLIMINAL_REQUIRE_DATA=1)"),
     optimizers: bool = typer.Option(False, "--optimizers", help="run the optimizer axis (Theorem 1 beyond gradient "
                                     "descent: first steps and K steps of each optimizer) instead of the projection "
                                     "grid; writes theory_optimizers_SETTINGS.{json,png}"),
     progress: bool = typer.Option(True, help="show a progress bar"),
+    quick: bool = old_option("--quick", "--preset quick", False),
+    old_out: Path | None = old_option("--out", "--figures-dir"),
 ):
     from figures import theory_optimizers, theory_projection
     from mnist_mlp.data import DataError
     from theory.experiment import table_rows
     from theory.optimizer_grid import table_rows as optimizer_rows
 
+    if quick:
+        note_old("--quick", "--preset quick")
+        preset = "quick"
+    if old_out is not None:
+        note_old("--out", "--figures-dir (theory writes figures only)")
+        figures_dir = old_out
     kw = {"seed": seed, "dtype": dtype}
     if seeds_per_combo is not None:
         kw["seeds_per_combo"] = seeds_per_combo
     if archs:
         kw["archs"] = tuple(a.strip() for a in archs.split(","))
     try:
-        config = TheoryConfig.quick(**kw) if quick else TheoryConfig.paper(**kw)
+        config = (TheoryConfig.quick if preset == "quick" else TheoryConfig.paper)(**kw)
     except ValueError as e:
         raise typer.BadParameter(str(e))
     try:
         figure = theory_optimizers if optimizers else theory_projection
-        jp, png, data = figure.main(config, out, json_path=json_path, data_dir=data_dir, progress=progress)
+        jp, png, data = figure.main(config, figures_dir, json_path=json_path, data_dir=data_dir, progress=progress)
     except DataError as e:
         raise SystemExit(f"error: {e}")
     for line in (optimizer_rows if optimizers else table_rows)(data):

@@ -64,7 +64,7 @@ def test_bad_config_is_rejected():
 
 def test_cli_help_lists_the_options():
     out = subprocess.run([sys.executable, "-m", "theory", "--help"], capture_output=True, text=True, check=True)
-    for flag in ("--quick", "--json", "--out", "--seed", "--dtype"):
+    for flag in ("--preset", "--json", "--figures-dir", "--seed", "--dtype"):
         assert flag in out.stdout
 
 
