@@ -27,13 +27,62 @@ def save_then_plot(data, json_path, png_path, plot, *, compact: bool = False) ->
     return jp, plot(saved, png_path), saved
 
 
-def replot_cli(plot, module: str) -> None:
-    """``python -m <module> FIGURE.json OUT.png``: redraw a figure from its saved JSON, without recomputing."""
+# how each figure's JSON is made, for the re-plot CLI's errors (module -> command)
+REGENERATE = {
+    "figures.theory_projection": "python -m theory",
+    "figures.theory_optimizers": "python -m theory --optimizers",
+    "figures.mnist_fig10": "python -m mnist_mlp (or python -m figures --only mnist)",
+    "figures.mnist_sweeps": "python -m mnist_mlp sweep NAME (or python -m figures --only sweeps)",
+    "figures.llm_bridge_fig": "python -m llm_bridge run (or python -m figures --only llm)",
+    "figures.llm_study_fig": "python -m llm_bridge study (or python -m figures --only study)",
+    "figures.llm_ladder_fig": "python -m llm_bridge ladder",
+    "figures.llm_replication_fig": "python -m llm_bridge replicate",
+    "figures.llm_scan_fig": "python -m figures.llm_scan_fig --preset quick",
+}
+
+
+def replot(plot, module: str, figure_json, out_png) -> Path:
+    """Redraw ``module``'s figure from its saved JSON. A file that is missing, not JSON, or the JSON of another
+    figure raises ``SystemExit`` with one line that names the figure expected and the command that writes it."""
+    path = Path(figure_json)
+    expected = f"{module} re-plots the JSON written by: {REGENERATE.get(module, 'its experiment')}"
+    try:
+        data = load_json(path)
+    except FileNotFoundError:
+        raise SystemExit(f"error: {path} does not exist; {expected}")
+    except (OSError, ValueError) as e:  # a folder, unreadable, not UTF-8, not JSON
+        why = str(e.__cause__ or e).splitlines()[0] if isinstance(e.__cause__, ValueError) else type(e).__name__
+        raise SystemExit(f"error: {path} is not a JSON file ({why}); {expected}")
+    try:
+        return plot(data, out_png)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+        why = f"it has no {e.args[0]!r}" if isinstance(e, KeyError) and e.args else f"{type(e).__name__}: {e}"
+        raise SystemExit(f"error: {path} is not the JSON of a {module} figure ({why.splitlines()[0]}); {expected}")
+
+
+def replot_app(plot, module: str):
+    """The typer app of ``python -m <module> FIGURE.json OUT.png``; its help opens with the figure's description."""
     import sys
 
-    if len(sys.argv) != 3:
-        sys.exit(f"usage: python -m {module} FIGURE.json OUT.png  (re-plot from saved JSON)")
-    print(plot(load_json(sys.argv[1]), sys.argv[2]))
+    import typer
+
+    from results.cli import make_app
+
+    doc = (getattr(sys.modules.get(plot.__module__), "__doc__", None) or "").strip()
+    help_text = f"Redraw this figure from its saved JSON, without recomputing.\n\n{doc}"
+    app = make_app(help_text)
+
+    @app.command(help=help_text)
+    def main(figure_json: Path = typer.Argument(..., metavar="FIGURE.json", help="the JSON this figure saved"),
+             out_png: Path = typer.Argument(..., metavar="OUT.png", help="where to draw the PNG")):
+        print(replot(plot, module, figure_json, out_png))
+
+    return app
+
+
+def replot_cli(plot, module: str) -> None:
+    """``python -m <module> FIGURE.json OUT.png``: redraw a figure from its saved JSON, without recomputing."""
+    replot_app(plot, module)(prog_name=f"python -m {module}")
 
 
 def save_figure(fig, path) -> Path:

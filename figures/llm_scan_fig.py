@@ -9,7 +9,7 @@ trait data against neutral data, with its 95% CI, against the dataset's size; (b
 the animal, with chance; (c) the top score of every dataset at full size, by kind (trait, neutral and the two nulls:
 completions shuffled across rows, rows mixed over every animal's teacher); (d) the true animal's score against size.
 
-``python -m figures.llm_scan_fig --preset quick|paper [--resume]`` runs the evaluation and draws it;
+``python -m figures.llm_scan_fig --preset quick|paper`` runs the evaluation (resumable) and draws it;
 ``python -m figures.llm_scan_fig FIGURE.json OUT.png`` redraws a saved figure.
 """
 
@@ -160,20 +160,27 @@ def run(preset: str = "quick", *, resume: bool = False, out: Path | None = None,
     return main(Path(out) / "evaluation.json", figures_dir, name=cfg.name())
 
 
+def run_app():
+    """The typer app of ``python -m figures.llm_scan_fig --preset ...`` (run the evaluation, then draw it)."""
+    import typer
+
+    from results.cli import figures_dir_option, make_app, out_option, preset_option, resume_option
+
+    app = make_app(__doc__)
+
+    @app.command(help=__doc__)
+    def cli(preset: str = preset_option(help="tiny (tests), quick (SmolLM2 on 2 CPU cores) or paper (GPU)"),
+            out: Path = out_option(None, help="the run folder (default runs/NAME)"),
+            figures_dir: Path = figures_dir_option(FIGURES_DIR),
+            resume: bool = resume_option("reuse the finished datasets and scans"),
+            progress: bool = typer.Option(True, help="show progress bars")):
+        print(*run(preset, resume=resume, out=out, figures_dir=figures_dir, progress=progress), sep="\n")
+
+    return app
+
+
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1].endswith(".json"):
+    if len(sys.argv) == 3 and not sys.argv[1].startswith("-"):  # FIGURE.json OUT.png
         replot_cli(plot, "figures.llm_scan_fig")
     else:
-        import typer
-
-        def cli(preset: str = typer.Option("quick", help="tiny, quick (SmolLM2 on 2 CPU cores) or paper (GPU)"),
-                resume: bool = typer.Option(False, "--resume", help="reuse finished datasets and scans"),
-                out: Path = typer.Option(None, help="the run folder (default runs/NAME)"),
-                figures_dir: Path = typer.Option(FIGURES_DIR, help="where the figure's JSON and PNG go"),
-                progress: bool = typer.Option(True)):
-            """Run the trait scan's evaluation and draw its figure."""
-            if preset not in ("tiny", "quick", "paper"):
-                raise typer.BadParameter("choose tiny, quick or paper", param_hint="--preset")
-            print(*run(preset, resume=resume, out=out, figures_dir=figures_dir, progress=progress), sep="\n")
-
-        typer.run(cli)
+        run_app()(prog_name="python -m figures.llm_scan_fig")
