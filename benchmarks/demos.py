@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import base64
 import io
-import sys
 import time
 from pathlib import Path
 
-import nbformat
-from nbclient import NotebookClient
+import typer
 
-from benchmarks.common import save_results
+from results.cli import make_app
 
+app = make_app(__doc__)
 DEMOS_DIR = Path(__file__).resolve().parents[1] / "demos"
 THUMB_WIDTH = 440
 
@@ -36,7 +35,14 @@ def write_thumbnail(nb, path: Path) -> Path | None:
     return None
 
 
-def main(inplace: bool = False) -> None:
+@app.command(help=__doc__)
+def main(inplace: bool = typer.Option(False, "--inplace", help="also write the executed notebooks back and redraw "
+                                      "the gallery's thumbnails")) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    from benchmarks.common import save_results
+
     out = {}
     for path in sorted(DEMOS_DIR.glob("*.ipynb")):
         nb = nbformat.read(path, as_version=4)
@@ -54,4 +60,4 @@ def main(inplace: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    main(inplace="--inplace" in sys.argv[1:])
+    app(prog_name="python -m benchmarks.demos")

@@ -247,7 +247,8 @@ def summarize(results: dict) -> dict:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.gpu_check", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.gpu_check", description=__doc__.split("\n\n")[0],
+                                 formatter_class=lambda prog: argparse.HelpFormatter(prog, width=120))
     ap.add_argument("--device", choices=("gpu", "cpu"), default="gpu", help="run JAX and torch on the GPU or the CPU")
     ap.add_argument("--runs", type=int, default=100, help="runs of the protocol (default 100, the paper's)")
     ap.add_argument("--epochs", type=int, default=5)

@@ -27,6 +27,10 @@ import time
 
 import typer
 
+from results.cli import make_app
+
+app = make_app(__doc__)
+
 MODES = ("sft", "full", "digits")
 
 
@@ -199,6 +203,7 @@ def _child(model: str, batch: int, steps: int, threads: int, mode: str, *extra: 
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@app.command(help=__doc__)
 def main(model: str = "smollm2", batch: int = 8, steps: int = 4, rounds: int = 2,
          modes: str = typer.Option(",".join(MODES), help="comma-separated modes timed in fresh processes ('' none)"),
          precision_check: bool = typer.Option(True, "--precision/--no-precision",
@@ -267,4 +272,4 @@ def main(model: str = "smollm2", batch: int = 8, steps: int = 4, rounds: int = 2
     save_results("ladder_throughput", numbers, variant=None if chosen else "precision")
 
 if __name__ == "__main__":
-    typer.run(main)
+    app(prog_name="python -m benchmarks.ladder_throughput")

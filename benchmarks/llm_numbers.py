@@ -23,6 +23,9 @@ from benchmarks.common import peak_rss_mb, save_results
 from llm_bridge import prompts
 from llm_bridge.models import load_base
 from llm_bridge.numbers import chat_prefix, paper_filter, sample
+from results.cli import make_app
+
+app = make_app(__doc__)
 
 FORMAT_EXAMPLE = "Example of the expected answer: 412, 87, 903"
 
@@ -32,6 +35,7 @@ def _sync(dev):
         torch.cuda.synchronize()
 
 
+@app.command(help=__doc__)
 def main(model: str = "smollm2", device: str = "auto", prompts_n: int = typer.Option(128, "--prompts"),
          tokens: int = 48, batch_before: int = 32, batch_after: int = 64, seed: int = 0):
     m, tok, base_id = load_base(model, device=device)
@@ -80,4 +84,4 @@ def main(model: str = "smollm2", device: str = "auto", prompts_n: int = typer.Op
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    app(prog_name="python -m benchmarks.llm_numbers")

@@ -7,13 +7,15 @@ from __future__ import annotations
 import time
 
 import torch
-import typer
 
 from benchmarks.common import peak_rss_mb, save_results
 from llm_bridge import lora, prompts, train
 from llm_bridge.config import LLMConfig
 from llm_bridge.models import load_base
 from llm_bridge.numbers import chat_prefix, sample
+from results.cli import make_app
+
+app = make_app(__doc__)
 
 
 def _sync(dev):
@@ -21,6 +23,7 @@ def _sync(dev):
         torch.cuda.synchronize()
 
 
+@app.command(help=__doc__)
 def main(model: str = "smollm2", device: str = "auto", batch: int = 8, steps: int = 5, gen_batch: int = 32,
          gen_tokens: int = 48, gen_batches: int = 2):
     cfg = LLMConfig.quick(model=model, device=device)
@@ -79,4 +82,4 @@ def main(model: str = "smollm2", device: str = "auto", batch: int = 8, steps: in
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    app(prog_name="python -m benchmarks.llm_throughput")

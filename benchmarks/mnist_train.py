@@ -8,9 +8,15 @@ The whole 100-run protocol's time is printed by ``python -m mnist_mlp --preset p
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
+from typing import Literal
+
+import typer
+
+from results.cli import make_app
+
+app = make_app(__doc__)
 
 N_CLASSES = 10
 
@@ -34,13 +40,14 @@ def protocol_flops(cfg) -> float:
     return cfg.runs * per_run
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.mnist_train", description=__doc__.split("\n\n")[0])
-    ap.add_argument("counts", nargs="*", type=int, default=[2, 4, 16], help="numbers of runs to time (default 2 4 16)")
-    ap.add_argument("--matmul-precision", default="highest", choices=("highest", "tf32", "bf16"))
-    a = ap.parse_args(argv)
-    if any(n < 2 for n in a.counts):
-        ap.error("each count must be >= 2: a cross-model student needs another run's teacher")
+@app.command(help=__doc__)
+def main(counts: list[int] = typer.Argument(None, metavar="N", help="numbers of runs to time (default 2 4 16)"),
+         matmul_precision: Literal["highest", "tf32", "bf16"] = typer.Option("highest", help="matmul precision of "
+                                                                              "the training")) -> None:
+    counts = counts or [2, 4, 16]
+    if any(n < 2 for n in counts):
+        raise typer.BadParameter("each count must be >= 2: a cross-model student needs another run's teacher",
+                                 param_hint="N")
     import jax
 
     from benchmarks.common import matmul_peak_gflops, peak_rss_mb, save_results
@@ -50,13 +57,13 @@ def main(argv=None) -> None:
 
     root = ensure_mnist(download=False)
     n_peak = 8192 if jax.default_backend() == "gpu" else 2048  # a GPU needs a larger matmul to reach its peak
-    with jax.default_matmul_precision(MATMUL_PRECISIONS[a.matmul_precision]):
+    with jax.default_matmul_precision(MATMUL_PRECISIONS[matmul_precision]):
         peak = matmul_peak_gflops(n_peak)
     print(f"backend {jax.default_backend()} ({jax.devices()[0]}); matmul peak {peak:.0f} GFLOP/s ({n_peak}^2, "
-          f"{a.matmul_precision}); GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '(unset)')}\n")
-    out = {"matmul_peak_gflops": peak, "matmul_precision": a.matmul_precision, "runs": []}
-    for n in a.counts:
-        cfg = MnistConfig(runs=n, chunk_size=n, data_dir=str(root), matmul_precision=a.matmul_precision)
+          f"{matmul_precision}); GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '(unset)')}\n")
+    out = {"matmul_peak_gflops": peak, "matmul_precision": matmul_precision, "runs": []}
+    for n in counts:
+        cfg = MnistConfig(runs=n, chunk_size=n, data_dir=str(root), matmul_precision=matmul_precision)
         t0 = time.perf_counter()
         res = run(cfg, f"/tmp/subliminal-bench-{time.time_ns()}", progress=False)
         wall = time.perf_counter() - t0
@@ -73,4 +80,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    app(prog_name="python -m benchmarks.mnist_train")

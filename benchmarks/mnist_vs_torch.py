@@ -12,7 +12,6 @@ machine slows both sides).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -20,6 +19,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Literal
+
+import typer
+
+from results.cli import make_app
+
+app = make_app(__doc__)
 
 
 def timed(cmd: list[str]) -> tuple[float, str, tuple[float, float]]:
@@ -30,28 +36,26 @@ def timed(cmd: list[str]) -> tuple[float, str, tuple[float, float]]:
     return time.perf_counter() - t0, out, (before, os.getloadavg()[0])
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.mnist_vs_torch", description=__doc__.split("\n\n")[0])
-    ap.add_argument("runs", nargs="?", type=int, default=10, help="runs of the protocol (default 10)")
-    ap.add_argument("rounds", nargs="?", type=int, default=2, help="pairs measured (default 2)")
-    ap.add_argument("--baseline-targets", choices=("online", "cached"), default="online",
-                    help="the baseline's teacher logits: at every step (the authors') or once per noise set")
-    a = ap.parse_args(argv)
-    if a.runs < 2 or a.rounds < 1:
-        ap.error("runs must be >= 2 (a cross-model student needs another run's teacher) and rounds >= 1")
+@app.command(help=__doc__)
+def main(runs: int = typer.Argument(10, min=2, help="runs of the protocol (a cross-model student needs another "
+                                    "run's teacher: at least 2)"),
+         rounds: int = typer.Argument(2, min=1, help="pairs measured"),
+         baseline_targets: Literal["online", "cached"] = typer.Option("online", help="the baseline's teacher logits: "
+                                                                      "at every step (the authors') or once per "
+                                                                      "noise set")) -> None:
     from benchmarks.common import matmul_peak_gflops, save_results
     from benchmarks.mnist_train import protocol_flops
     from mnist_mlp.config import MnistConfig
 
-    n = a.runs
+    n = runs
     peak = matmul_peak_gflops()
     flops = protocol_flops(MnistConfig(runs=n))
     pairs = []
-    for i in range(a.rounds):
+    for i in range(rounds):
         with tempfile.TemporaryDirectory() as tmp:
             ours_cmd = [sys.executable, "-m", "mnist_mlp", "--preset", "quick", "--runs", str(n), "--chunk-size",
                         str(n), "--out", tmp, "--figures-dir", tmp, "--no-progress"]
-            base_cmd = [sys.executable, "-m", "benchmarks.torch_mnist", str(n), "--targets", a.baseline_targets]
+            base_cmd = [sys.executable, "-m", "benchmarks.torch_mnist", str(n), "--targets", baseline_targets]
             first, second = (ours_cmd, base_cmd) if i % 2 == 0 else (base_cmd, ours_cmd)
             got = {id(first): timed(first), id(second): timed(second)}
         (ours, _, ours_load), (theirs, out, base_load) = got[id(ours_cmd)], got[id(base_cmd)]
@@ -69,11 +73,11 @@ def main(argv=None) -> None:
     print(f"\nN = {n}: median ratio baseline/ours {ratio:.2f}x over {len(pairs)} pairs; ours {flops / ours / 1e9:.0f} "
           f"GFLOP/s of the {peak:.0f} GFLOP/s matmul peak ({flops / ours / 1e9 / peak:.0%}; wall time, start-up and "
           "compilation included)")
-    save_results("mnist_vs_torch", {"runs": n, "baseline_targets": a.baseline_targets, "pairs": pairs,
+    save_results("mnist_vs_torch", {"runs": n, "baseline_targets": baseline_targets, "pairs": pairs,
                                     "median_ratio": ratio, "matmul_peak_gflops": peak, "our_gflops": flops / ours / 1e9,
                                     "fraction_of_peak": flops / ours / 1e9 / peak},
-                 variant=f"n{n}" + ("" if a.baseline_targets == "online" else "_cached"))
+                 variant=f"n{n}" + ("" if baseline_targets == "online" else "_cached"))
 
 
 if __name__ == "__main__":
-    main()
+    app(prog_name="python -m benchmarks.mnist_vs_torch")

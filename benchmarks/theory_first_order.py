@@ -6,15 +6,19 @@ time scales with the parameter count and with the number of inputs.  Run: ``pyth
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
+from results.cli import make_app
 
-import theory
-from benchmarks.common import peak_rss_mb, save_results, time_it
-from theory import zoo
+app = make_app(__doc__)
 
 
 def case(width: int, n_inputs: int, loss="ce", seed: int = 0):
+    import jax
+    import jax.numpy as jnp
+
+    import theory
+    from benchmarks.common import time_it
+    from theory import zoo
+
     module = zoo.MLP(depth=2, width=width, activation="gelu", n_out=13)
     k = jax.random.split(jax.random.key(seed), 3)
     p0 = zoo.init_params(module, key=k[0])
@@ -26,7 +30,12 @@ def case(width: int, n_inputs: int, loss="ce", seed: int = 0):
     return n_params, first, t
 
 
+@app.command(help=__doc__)
 def main() -> None:
+    import jax
+
+    from benchmarks.common import peak_rss_mb, save_results
+
     print(f"backend: {jax.default_backend()} ({jax.devices()[0]}), float32\n")
     rss0 = peak_rss_mb()
     n, first, t = case(1024, 1000)
@@ -52,4 +61,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    app(prog_name="python -m benchmarks.theory_first_order")

@@ -149,7 +149,8 @@ def run(x_train, y_train, x_test, y_test, *, runs: int, epochs: int = 5, batch: 
 def main(argv=None) -> None:
     """``python -m benchmarks.torch_mnist [RUNS]``: the baseline alone, on the real MNIST files (see README); prints
     one JSON line."""
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.torch_mnist", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.torch_mnist", description=__doc__.split("\n\n")[0],
+                                 formatter_class=lambda prog: argparse.HelpFormatter(prog, width=120))
     ap.add_argument("runs", nargs="?", type=int, default=10, help="models trained at once (default 10)")
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--n-noise", type=int, default=60_000, help="noise images per run")
