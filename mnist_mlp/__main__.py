@@ -94,7 +94,7 @@ def main(
             run(config, out, resume=resume, progress=progress)
             return
         jp, png, data = mnist_fig10.main(config, figures_dir, runs_dir=out, resume=resume, progress=progress)
-    except (DataError, ValueError) as e:
+    except (DataError, ValueError, FloatingPointError) as e:
         raise SystemExit(f"error: {e}")
     for line in summary_lines(data):
         print(line)
@@ -160,7 +160,7 @@ def sweep(
                       f"({_seconds(c.get('compute_s'))} compute)")
             print(f"{n}: {_seconds(data['compute_s'])} of compute in its cells, "
                   f"{time.perf_counter() - t0:.0f} s in this process\nwrote {jp}\nwrote {png}")
-    except (DataError, ValueError) as e:
+    except (DataError, ValueError, FloatingPointError) as e:
         raise SystemExit(f"error: {e}")
 
 

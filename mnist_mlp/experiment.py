@@ -33,7 +33,18 @@ from mnist_mlp import train
 from mnist_mlp.config import MATMUL_PRECISIONS, STACKED_KNOBS, MnistConfig
 from mnist_mlp.model import MLP, N_CLASSES, apply_fn_of
 from mnist_mlp.report import assemble
-from results import keep_freed_memory, load_arrays, load_json, load_meta, peak_rss_mb, save_arrays, save_json
+from results import (
+    ResultsError,
+    injected,
+    keep_freed_memory,
+    load_arrays,
+    load_json,
+    load_meta,
+    lock_folder,
+    peak_rss_mb,
+    save_arrays,
+    save_json,
+)
 
 MODELS = ("reference", "teacher", *train.STUDENTS)
 # Roles of the keys split from the one seed.
@@ -147,9 +158,20 @@ def _save_params(path: Path, params_R, extra: dict) -> None:
 
 
 def _load_params(path: Path, like_R) -> tuple[object, dict]:
+    """The parameters saved in ``path``, shaped as ``like_R``; a file holding other names or shapes (not written by
+    this code for these settings) is a ``ResultsError`` that names it and the fix."""
     arrays, meta = load_arrays(path)
     flat, treedef = jax.tree_util.tree_flatten_with_path(like_R)
-    leaves = [jnp.asarray(arrays[jax.tree_util.keystr(p)]) for p, _ in flat]
+    leaves = []
+    for p, like in flat:
+        name = jax.tree_util.keystr(p)
+        got = arrays.get(name)
+        if got is None or got.shape != like.shape or got.dtype != like.dtype:
+            found = "missing" if got is None else f"{got.dtype}{list(got.shape)}"
+            raise ResultsError(f"{path} does not hold these runs' parameters ({name}: {found}, expected "
+                               f"{like.dtype}{list(like.shape)}); delete it and rerun with --resume (the run's other "
+                               "finished parts are kept)")
+        leaves.append(jnp.asarray(got))
     return jax.tree_util.tree_unflatten(treedef, leaves), meta
 
 
@@ -187,6 +209,9 @@ class Experiment:
         self.dir = Path(out_dir) / run_name(config)
         root = config.data_dir or default_data_dir()
         xtr, ytr = load_dataset(config.dataset, root, split="train")
+        if poisoned := injected("nan-image"):  # a test hook (tests/faults): NaN pixels in these training images
+            xtr = np.array(xtr)
+            xtr[[int(k) for k in poisoned]] = np.nan
         xte, yte = load_dataset(config.dataset, root, split="test")
         self.x_train, self.y_train = jnp.asarray(xtr), jnp.asarray(ytr)
         self.x_test, self.y_test = jnp.asarray(xte), jnp.asarray(yte)
@@ -266,13 +291,22 @@ class Experiment:
         ref = self.shard(self.references(runs), R) if cfg.liminal else None  # a copy: the epochs donate params
         opt = _init_opt_R(self.tx, params)
         shuffle = self.shard(run_keys(cfg.seed, "teacher_shuffle", runs), R)
+        losses = []
         for epoch in tqdm(range(cfg.epochs_teacher), desc=f"teachers {runs.start}-{runs.stop - 1}",
                           disable=not self.progress, leave=False):
-            params, opt, loss = train.teacher_epoch(self.apply_fn, self.tx, params, opt, self.x_train, self.y_train,
-                                                    shuffle, to_device(np.int32(epoch)), ref, batch=cfg.batch_size,
-                                                    liminal=cfg.liminal, aux=self.module.aux_indices())
-        if not np.all(np.isfinite(jax.device_get(loss))):
-            raise FloatingPointError(f"teacher loss became NaN/inf in runs {list(runs)}; lower the learning rate")
+            params, opt, loss_SxR = train.teacher_epoch(self.apply_fn, self.tx, params, opt, self.x_train,
+                                                        self.y_train, shuffle, to_device(np.int32(epoch)), ref,
+                                                        batch=cfg.batch_size, liminal=cfg.liminal,
+                                                        aux=self.module.aux_indices())
+            losses.append(loss_SxR)  # left on the device until the phase ends
+        loss_ExSxR = np.stack(jax.device_get(losses))
+        if not np.all(np.isfinite(loss_ExSxR)):  # the first non-finite step (every later one follows from it)
+            flat = loss_ExSxR.reshape(-1, R)
+            step, r = divmod(int(np.flatnonzero(~np.isfinite(flat))[0]), R)
+            raise FloatingPointError(
+                f"the teacher loss is {flat[step, r]} at step {step + 1} (epoch {step // loss_ExSxR.shape[1] + 1}) of "
+                f"run {runs.start + r} (seed {cfg.seed}); the run stops and writes no result of these runs: lower the "
+                "learning rate, or check the data for NaN/inf")
         return params
 
     def _teacher_chunk(self, k: int, runs, *, train_it: bool):
@@ -463,7 +497,8 @@ def train_student_stack(group: list[Experiment], runs, teachers_all, pairing) ->
         part = slice(i * R, (i + 1) * R)
         bad = [name for name in train.STUDENTS if not finite[name][part].all()]
         if bad:
-            results.append(FloatingPointError(f"student {bad[0]} diverged (NaN/inf) in runs {list(runs)}"))
+            results.append(FloatingPointError(f"student {bad[0]}'s parameters became NaN/inf in runs {list(runs)} "
+                                              f"(seed {cfg.seed}); no result of them is written"))
             continue
         if e.keep_students:
             for name in train.STUDENTS:
@@ -536,6 +571,9 @@ def _run_group(group: list[Experiment]) -> list:
     """Both phases for a stackable group: the first experiment trains (or loads) the teachers and the others keep
     copies of them (the same teacher settings by construction); the students train as one batch per chunk."""
     t0 = time.perf_counter()
+    if jax.process_index() == 0:  # one process at a time per run folder (the others of a multi-process run share it)
+        for e in group:
+            lock_folder(e.dir)
     for e in group[1:]:
         e.teacher_source = group[0].dir
     teachers = [e.teachers() for e in group]

@@ -145,8 +145,8 @@ def teacher_step(apply_fn, tx, params_R, opt_R, x_train_NxD, y_train_N, idx_RxB,
 def teacher_epoch(apply_fn, tx, params_R, opt_R, x_train_NxD, y_train_N, shuffle_keys_R, epoch, ref_R=None, *,
                   batch: int, liminal: float = 0.0, aux: tuple[int, ...] = ()):
     """One epoch of ``teacher_step`` for every run as one program: each run's permutation (its shuffle key folded with
-    the device scalar ``epoch``) is drawn on the device and scanned over. Returns (params_R, opt_R, the last step's
-    loss_R)."""
+    the device scalar ``epoch``) is drawn on the device and scanned over. Returns (params_R, opt_R, every step's
+    loss_SxR)."""
     idx_RxSxB, mask_RxSxB = epoch_batches_R(shuffle_keys_R, epoch, x_train_NxD.shape[0], batch)
 
     def body(carry, batch_RxB):
@@ -156,7 +156,7 @@ def teacher_epoch(apply_fn, tx, params_R, opt_R, x_train_NxD, y_train_N, shuffle
 
     (params_R, opt_R), loss_SxR = jax.lax.scan(body, (params_R, opt_R),
                                                (jnp.swapaxes(idx_RxSxB, 0, 1), jnp.swapaxes(mask_RxSxB, 0, 1)))
-    return params_R, opt_R, loss_SxR[-1]
+    return params_R, opt_R, loss_SxR
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2))
