@@ -166,17 +166,19 @@ class Ladder:
             if not dst.exists():
                 atomic_write(dst, lambda f, src=src: f.write(src.read_bytes()))
 
-    def _keep(self, path: Path) -> None:
-        """Copy one light artifact of ``out`` into the record (no-op without one)."""
+    def _keep(self, path: Path, *, if_missing: bool = False) -> None:
+        """Copy one light artifact of ``out`` into the record (no-op without one); ``if_missing``: only where the
+        record lacks it (a reused artifact whose run was killed between writing it and keeping it)."""
         if self.record is not None:
-            atomic_write(self.record / Path(path).relative_to(self.out), lambda f: f.write(Path(path).read_bytes()))
+            dst = self.record / Path(path).relative_to(self.out)
+            if not (if_missing and dst.exists()):
+                atomic_write(dst, lambda f: f.write(Path(path).read_bytes()))
 
     def _kept_json(self, path: Path, compute, *, fp: str | None = None) -> dict:
-        """``store.json``, and a newly computed artifact copied into the record."""
+        """``store.json``, and the artifact copied into the record (when new, or reused but missing there)."""
         fresh = self.store.fresh(path, fp)
         out = self.store.json(path, compute, fp=fp)
-        if not fresh:
-            self._keep(path)
+        self._keep(path, if_missing=fresh)
         return out
 
     def check_teachers(self) -> dict:
@@ -289,6 +291,7 @@ class Ladder:
         cell_path = d / "cell.json"
         # a kept cell whose adapter is gone (a fresh clone) is reusable only once its triple's geometry is sealed
         if self.store.fresh(cell_path) and ((d / lora.ADAPTER_WEIGHTS).exists() or self.sealed(kind, rung, seed)):
+            self._keep(cell_path, if_missing=True)
             return load_json(cell_path)
         c, lm = self.c, self.lm
         teacher = TEACHERS.get(arm, "teacher")  # perturbed bases and nulls imitate the trait teacher
