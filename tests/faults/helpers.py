@@ -125,12 +125,15 @@ def kill_chain(cmd: list[str], base: Path, ref: Run, *, middle: list[str], last:
     figures); then a run to completion. Every run after the first resumes."""
     rng = np.random.default_rng(seed)
     attempts = []
-    r = run_cli(cmd, base, faults=f"kill:{pick(rng, middle)}")
-    attempts.append(("write", r.killed))
-    r = run_cli(cmd, base, kill_after=float(rng.uniform(0.3, 0.8)) * ref.seconds)
-    attempts.append(("time", r.killed))
-    r = run_cli(cmd, base, faults=f"kill:{pick(rng, last)}")
-    attempts.append(("final write", r.killed))
+    where = pick(rng, middle)
+    r = run_cli(cmd, base, faults=f"kill:{where}")
+    attempts.append((f"writing {where[2:]}", r.killed))
+    after = float(rng.uniform(0.3, 0.8)) * ref.seconds
+    r = run_cli(cmd, base, kill_after=after)
+    attempts.append((f"after {after:.0f} s", r.killed))
+    where = pick(rng, last)
+    r = run_cli(cmd, base, faults=f"kill:{where}")
+    attempts.append((f"writing {where[2:]}", r.killed))
     final = run_cli(cmd, base)
     assert final.rc == 0, final.stderr[-3000:]
     return Chain(attempts, final)
