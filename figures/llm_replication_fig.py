@@ -6,9 +6,9 @@ Compute = ``python -m llm_bridge replicate`` (its ``replication.json``), condens
 that JSON. (a) per trait and rung, the LoRA students' rise of log P(trait) against the neutral control and against
 the other traits' students, mean and 95% hierarchical CI over teachers; (b) the probe trait on the digits rung: LoRA
 against full fine-tuning, another LoRA init and a perturbed base, each against a control trained its own way;
-(c) both trait-specific projections (on dT - dN and on dT - dO) per trait and rung; (d) the dose-response: the
-projection against the rise over the control for the mixtures and the student, one colour per teacher, with the
-within-arm Spearman r.
+(c) the trait-specific projections (dS - dC on dT - dN and on dT - dO, and the matched dS - dS_O on dT - dO) per
+trait and rung; (d) the dose-response: the projection against the rise over the control for the mixtures and the
+student, one colour per teacher, with the within-arm Spearman r, pooled and within teachers.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ KEEP = ("config", "fingerprint", "animals", "traits", "probe_trait", "summary", 
 
 def compute(replication_path) -> dict:
     r = load_json(replication_path)
-    cells = [{k: c[k] for k in ("replicate", "rung", "seed", "teacher", "variant", "loss_first", "loss_last",
-                                "seconds")} for c in r["cells"]]
+    cells = [{k: c.get(k) for k in ("replicate", "rung", "seed", "teacher", "variant", "loss_first", "loss_last",
+                                    "loss_last_quarter", "seconds")} for c in r["cells"]]
     return {**{k: r[k] for k in KEEP}, "cells": cells}
 
 
@@ -67,14 +67,15 @@ def plot(data: dict, path) -> Path:
                                      ("rise over the median other animal", "rise_over_median_animal", "C2")],
           "(a) LoRA students: rise of log P(trait) (95% CI over teachers, then students)", "log ratio")
     variants = [v for v in ("lora", "fullft", "newinit") if f"digits/{v}/{P}" in by]
-    variants += sorted({k.split("/")[1] for k in by if k.startswith("digits/perturbed")})
+    variants += sorted({k.split("/")[1] for k in by if k.startswith("digits/perturbed") and k.endswith(f"/{P}")})
     _bars(axes[0, 1], [by[f"digits/{v}/{P}"] for v in variants], variants,
           [("vs its own neutral control", "log_ratio_vs_neutral", "C0"),
            ("rise over the median other animal", "rise_over_median_animal", "C2")],
           f"(b) {P} on digits: LoRA, full fine-tuning, another init, a perturbed base", "log ratio")
-    _bars(axes[1, 0], rows, labels, [("on dT - dN", "proj_vs_neutral_dW", "C0"), ("on dT - dO", "proj_vs_other_dW",
-                                                                                   "C1")],
-          "(c) trait-specific projection of dS - dC (dW space)", "projection")
+    _bars(axes[1, 0], rows, labels, [("dS - dC on dT - dN", "proj_vs_neutral_dW", "C0"),
+                                     ("dS - dC on dT - dO", "proj_vs_other_dW", "C1"),
+                                     ("matched: dS - dS_O on dT - dO", "proj_matched_dW", "C3")],
+          "(c) trait-specific projections (dW space)", "projection")
     ax = axes[1, 1]
     d = s["dose"]
     for rep in sorted({p["replicate"] for p in d.get("points", [])}):
@@ -86,7 +87,10 @@ def plot(data: dict, path) -> Path:
     r_txt = ""
     if "spearman_r" in d:
         lo, hi = d["ci95"]
-        r_txt = f": Spearman r {d['spearman_r']:+.2f}" + (f" [{lo:+.2f}, {hi:+.2f}]" if lo is not None else "")
+        r_txt = f"\nSpearman r {d['spearman_r']:+.2f}" + (f" [{lo:+.2f}, {hi:+.2f}]" if lo is not None else "")
+        if d.get("within_teacher"):
+            w = d["within_teacher"]
+            r_txt += f"; within teachers {w['within_r']:+.2f} (permutation p {w['p_one_sided']:.3f})"
     ax.axhline(0, color="k", lw=0.6)
     ax.axvline(0, color="k", lw=0.6)
     ax.set(xlabel="trait-specific projection on dT - dN (dW space)", ylabel=f"log P({P}) - control's",

@@ -346,8 +346,11 @@ class LadderConfig(_Presets):
                 f"{self.fingerprint()}")
 
 
-# Bumped when llm_bridge.replication changes what it writes for the same settings (its fingerprint includes it).
-REPLICATION_VERSION = 1
+# Bumped when llm_bridge.replication changes what it writes for the same settings (its fingerprint includes it):
+# 2 added the matched projection and each student's last-quarter loss. The teachers have their own version, so a
+# change to the students keeps them.
+REPLICATION_VERSION = 2
+REPLICATION_TEACHER_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -369,9 +372,11 @@ class ReplicationConfig(_Presets):
     context_rungs: tuple[str, ...] = ("full", "no-trait-words")
     probe_trait: str = "owl"
     fullft_rungs: tuple[str, ...] = ("full", "digits")
-    # AdamW on every weight of the base. LoRA's 1e-3 moves a rank-8 adapter; full fine-tuning at 2e-5 lowers the
-    # imitation loss about as far in one epoch on the quick preset's calibration (each cell records both losses)
-    fullft_lr: float = 2e-5
+    # AdamW on every weight of the base, at the best of the learning rates measured (--calibrate-fullft on 128 inputs
+    # of replicate 0's owl teacher, figures/llm_replication_paper_fullft_calibration.json): the digits imitation loss
+    # falls to 0.13 of its first value at 1e-5, 0.26 at 3e-5 and not at all at 1e-4, where LoRA at 1e-3 reaches 0.08.
+    # No rate measured reaches LoRA's fall; every cell records its own (loss_last_quarter / loss_first).
+    fullft_lr: float = 1e-5
     new_init: bool = True
     sigmas: tuple[float, ...] = (0.1,)
     alphas: tuple[float, ...] = (0.25, 0.5, 0.75)
@@ -444,7 +449,8 @@ class ReplicationConfig(_Presets):
         """What a teacher depends on: the recipe and its strength (not the students' settings), so presets share
         their teachers."""
         llm = {k: v for k, v in self.llm.science_dict().items() if k not in ("seeds", "trait")}
-        return fingerprint({"llm": llm, "teacher_k": self.teacher_k, "replication_version": REPLICATION_VERSION})
+        return fingerprint({"llm": llm, "teacher_k": self.teacher_k,
+                            "replication_version": REPLICATION_TEACHER_VERSION})
 
     def fingerprint(self) -> str:
         d = self.to_dict()

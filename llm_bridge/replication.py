@@ -78,18 +78,24 @@ def other_trait(traits, trait: str) -> str:
 
 @contextmanager
 def full_weights(model):
-    """The base's own weights (adapter bypassed) made trainable for full fine-tuning, yielded as a name -> parameter
-    dict; on exit every weight is restored and frozen again, so the next student starts from the same base."""
+    """The base's own weights (adapter bypassed) made trainable for full fine-tuning, yielded as name -> parameter
+    and name -> a copy of its value before training; on exit every weight is restored and frozen again, so the next
+    student starts from the same base."""
     params = {n: p for n, p in model.named_parameters() if "lora_" not in n}
     saved = {n: p.detach().clone() for n, p in params.items()}
     try:
         with model.disable_adapter():
-            yield params
+            yield params, saved
     finally:
         with torch.no_grad():
             for n, p in params.items():
                 p.copy_(saved[n])
                 p.requires_grad_(False)
+
+
+def last_quarter(losses) -> float:
+    """The mean loss of the last quarter of the steps (one batch's loss is noisy): how far a student got."""
+    return float(np.mean(losses[-max(1, len(losses) // 4):]))
 
 
 def _module_of(param_name: str) -> str | None:
@@ -134,8 +140,13 @@ class Replication:
         return self.store.root
 
     def _keep(self, path: Path) -> None:
-        if self.record is not None:
-            atomic_write(self.record / Path(path).relative_to(self.out), lambda f: f.write(Path(path).read_bytes()))
+        """Copy a finished cell, geometry or sketch into the record unless the record already holds these bytes
+        (called on every pass, so a copy lost to a crash between writing and copying is made on resume)."""
+        if self.record is None:
+            return
+        data, dst = Path(path).read_bytes(), self.record / Path(path).relative_to(self.out)
+        if not (dst.exists() and dst.read_bytes() == data):
+            atomic_write(dst, lambda f: f.write(data))
 
     # ---- teachers -----------------------------------------------------------------------------------------------
     def teacher_names(self) -> list[str]:
@@ -265,6 +276,7 @@ class Replication:
         cell_path = d / "cell.json"
         kept = (d / lora.ADAPTER_WEIGHTS).exists() or (d / DELTA).exists()
         if self.store.fresh(cell_path) and (kept or self.sealed(unit)):
+            self._keep(cell_path)
             return load_json(cell_path)
         c, lm, r, s = self.c, self.lm, unit.replicate, unit.seed
         t = self.arm_targets(unit, teacher, variant)
@@ -293,10 +305,10 @@ class Replication:
                     extra["base_text_nll"] = text_nll(lm, FIXED_TEXT)
             lm.load(init)  # B = 0: the student starts as its base
             if variant == "fullft":
-                with full_weights(lm.model) as params:
-                    before = {m: p.detach().clone() for n, p in params.items() if (m := _module_of(n))}
+                with full_weights(lm.model) as (params, saved):
                     losses = train.fit(lm.model, loss, len(rows_in), lr=c.fullft_lr, params=params.values(), **fit)
-                    delta = {m: (params[n].detach() - before[m]).double().cpu().numpy()
+                    # float32 as trained: the difference of two nearby float32 values is exact
+                    delta = {m: (params[n].detach() - saved[n]).float().cpu().numpy()
                              for n in params if (m := _module_of(n))}
                     self._save_delta(d, delta, meta)
                     measured = self.measure(behaviour, r, s)
@@ -305,7 +317,8 @@ class Replication:
                 lora.save_adapter(lm.model, d, meta=meta)
                 measured = self.measure(behaviour, r, s)
         cell = {"replicate": r, "rung": unit.rung, "seed": s, "teacher": teacher, "variant": variant,
-                "unit": unit.key, **measured, "loss_first": losses[0], "loss_last": losses[-1], "steps": len(losses),
+                "unit": unit.key, **measured, "loss_first": losses[0], "loss_last": losses[-1],
+                "loss_last_quarter": last_quarter(losses), "steps": len(losses),
                 "seconds": time.perf_counter() - t0, **extra}
         save_json(cell_path, {**cell, "fingerprint": self.store.fp})
         self.store.mark(cell_path)
@@ -350,16 +363,15 @@ class Replication:
         init = lm.read_state(self.teacher(r, "init"))
 
         def summary(losses):
-            q = max(1, len(losses) // 4)  # the last quarter's mean: one batch's loss is noisy
-            return {"first": losses[0], "last_quarter": float(np.mean(losses[-q:])),
-                    "fall": float(np.mean(losses[-q:]) / losses[0]), "losses": losses}
+            return {"first": losses[0], "last_quarter": last_quarter(losses),
+                    "fall": last_quarter(losses) / losses[0], "losses": losses}
 
         lm.load(init)
         out = {"replicate": r, "n_inputs": len(rows_in), "lora": {"lr": c.lr, **summary(
             train.fit(lm.model, loss, len(rows_in), lr=c.lr, desc="LoRA", **fit))}, "fullft": {}}
         for lr in lrs:
             lm.load(init)
-            with full_weights(lm.model) as params:
+            with full_weights(lm.model) as (params, _):
                 losses = train.fit(lm.model, loss, len(rows_in), lr=lr, params=params.values(),
                                    desc=f"full FT lr {lr:g}", **fit)
             out["fullft"][f"{lr:g}"] = summary(losses)
@@ -378,13 +390,17 @@ class Replication:
         rows = []
         for name in paths:
             kind, tree, s = trees[name]
-            rows.append((tree[module] if kind == "dense" else s * tree[module]["B"] @ tree[module]["A"]).ravel())
+            # float64 one module at a time: a dense delta of every targeted matrix would be ~1 GB in float64
+            u = tree[module].astype(np.float64) if kind == "dense" else s * tree[module]["B"] @ tree[module]["A"]
+            rows.append(u.ravel())
         return np.stack(rows)
 
     def geometry(self, unit: Unit) -> dict:
         """The trait-specific geometry of every non-control arm of a finished unit, through
-        ``theory.trait_specific_from_gram``: dS - dC on dT - dN and on dT - dO, in dW space (all arms) and in LoRA
-        space (arms on the teachers' init)."""
+        ``theory.trait_specific_from_gram``: dS - dC on dT - dN and on dT - dO, and where the unit trained the other
+        trait's student the same way, the matched dS - dS_O on dT - dO; in dW space (all arms) and in LoRA space
+        (arms on the teachers' init). A fully fine-tuned student's dW holds only the LoRA-targeted matrices (its
+        embeddings, norms and head also moved, but no teacher moves them), so its cosines are over those matrices."""
         def compute():
             r = unit.replicate
             paths = {f"teacher:{n}": self.teacher(r, n) for n in self.teacher_names()}
@@ -398,7 +414,7 @@ class Replication:
             for name, p in paths.items():
                 if (p / DELTA).exists():
                     arrays, _ = load_arrays(p / DELTA)
-                    trees[name] = ("dense", {m: v.astype(np.float64) for m, v in arrays.items()}, s)
+                    trees[name] = ("dense", arrays, s)
                 else:
                     cfg, tensors = lora.read_adapter(p)
                     tree = {m: {k: v.astype(np.float64) for k, v in ab.items()}
@@ -419,23 +435,29 @@ class Replication:
                     continue
                 roles = {"student": f"{t}_{v}", "control": f"{NEUTRAL}_{control_variant(v)}",
                          "teacher": f"teacher:{t}"}
-                refs = {"vs_neutral": f"teacher:{NEUTRAL}", "vs_other": f"teacher:{other_trait(self.c.traits, t)}"}
-                out = {"dW": {ref: theory.trait_specific_from_gram(gram_dw, {
-                    k: names.index(x) for k, x in {**roles, "neutral": n}.items()}) for ref, n in refs.items()}}
-                if all(x in shared for x in roles.values()):
-                    out["lora"] = {ref: theory.trait_specific_from_gram(gram_lora, {
-                        k: shared.index(x) for k, x in {**roles, "neutral": n}.items()}) for ref, n in refs.items()}
+                o = other_trait(self.c.traits, t)
+                cases = {ref: {**roles, "neutral": n}
+                         for ref, n in (("vs_neutral", f"teacher:{NEUTRAL}"), ("vs_other", f"teacher:{o}"))}
+                if f"{o}_{v}" in names:  # matched: the other trait's student, same way, as the control
+                    cases["matched"] = {"student": f"{t}_{v}", "control": f"{o}_{v}", "teacher": f"teacher:{t}",
+                                        "neutral": f"teacher:{o}"}
+                out = {"dW": {ref: theory.trait_specific_from_gram(gram_dw, {k: names.index(x) for k, x in
+                                                                             roles_.items()})
+                              for ref, roles_ in cases.items()}}
+                out["lora"] = {ref: theory.trait_specific_from_gram(gram_lora, {k: shared.index(x) for k, x in
+                                                                                roles_.items()})
+                               for ref, roles_ in cases.items() if all(x in shared for x in roles_.values())}
+                if not out["lora"]:
+                    del out["lora"]
                 arms[f"{t}_{v}"] = out
             return {"unit": unit.key, "arms": arms, "other_trait": {t: other_trait(self.c.traits, t)
                                                                     for t in self.c.traits}}
 
         path = self._geometry_path(unit)
-        fresh = self.store.fresh(path)
         g = self.store.json(path, compute)
-        if not fresh:
-            self._keep(path)
-            for t, v in unit.arms:  # the dense deltas (~0.4 GB each at 135M) are not needed once sealed
-                (self.student_dir(unit, t, v) / DELTA).unlink(missing_ok=True)
+        self._keep(path)
+        for t, v in unit.arms:  # the dense deltas (~0.5 GB each at 135M) are not needed once sealed
+            (self.student_dir(unit, t, v) / DELTA).unlink(missing_ok=True)
         return g
 
     # ---- the plan -----------------------------------------------------------------------------------------------

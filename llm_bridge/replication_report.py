@@ -1,7 +1,8 @@
 """The replication study's report, model-free (no torch): per rung, variant and trait, the rise of log P(trait)
 against the neutral control and against the other traits' students, the trait's rise over the median other animal,
-both trait-specific projections and the contains-rate, each with a hierarchical bootstrap CI over teachers, then
-students (``theory.stats.hierarchical_ci``); the dose-response's within-arm Spearman r; markdown tables; and
+the trait-specific projections and the contains-rate, each with a teacher-level 95% CI (the t-interval on the
+teacher means, beside a two-stage bootstrap over teachers, then students: ``theory.stats.hierarchical_ci``); the
+dose-response's Spearman r within the arm, pooled and within each teacher; markdown tables; and
 ``record_summary``, which reads a record's sealed units from any clone (``llm_bridge.replication`` trains them)."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from llm_bridge import rungs
 from llm_bridge.config import ReplicationConfig
 from llm_bridge.ladder_report import format_ci
 from results import load_json
-from theory.stats import hierarchical_ci, spearman_ci
+from theory.stats import hierarchical_ci, spearman_ci, stratified_spearman
 
 NEUTRAL = "neutral"
 VARIANT_ORDER = ("lora", "fullft", "newinit", "perturbed", "mix")
@@ -45,6 +46,12 @@ def log_p(cell: dict, col: int, field: str = "p_QxA") -> float:
     return math.log(float(np.nanmean(np.asarray(cell[field], float)[:, col])))
 
 
+def loss_fall(cell: dict) -> float:
+    """How far a student's imitation loss fell: the mean of its last quarter of steps over its first step (one
+    batch's loss is noisy; cells without the quarter mean fall back to the last step)."""
+    return cell.get("loss_last_quarter", cell["loss_last"]) / cell["loss_first"]
+
+
 def _by_teacher(values: dict[tuple[int, int], float]) -> list[list[float]]:
     """{(replicate, seed): value} -> one list per replicate (the bootstrap's groups), in replicate order."""
     reps = sorted({r for r, _ in values})
@@ -67,8 +74,7 @@ def summarize(result: dict) -> dict:
     for rung, v, t in groups:
         keys = sorted((r, s) for (r, rung2, s, t2, v2) in cells if (rung2, t2, v2) == (rung, t, v))
         row: dict = {"teachers": sorted({r for r, _ in keys}), "students": len(keys)}
-        row["loss_fall"] = _ci({k: cells[(k[0], rung, k[1], t, v)]["loss_last"]
-                                / cells[(k[0], rung, k[1], t, v)]["loss_first"] for k in keys})
+        row["loss_fall"] = _ci({k: loss_fall(cells[(k[0], rung, k[1], t, v)]) for k in keys})
         if t != NEUTRAL:
             col = animals.index(t)
             ctrl = {k: cells.get((k[0], rung, k[1], NEUTRAL, control_variant(v))) for k in keys}
@@ -88,11 +94,11 @@ def summarize(result: dict) -> dict:
                                                     for k in keys})
                 row["base_text_nll"] = _ci({k: me[k]["base_text_nll"] for k in keys})
             for space in ("dW", "lora"):
-                for ref in ("vs_neutral", "vs_other"):
+                for ref in ("vs_neutral", "vs_other", "matched"):
                     vals = {}
                     for k in paired:
                         g = geo.get(unit_key(k[0], rung, k[1], v), {}).get("arms", {}).get(f"{t}_{v}", {})
-                        if space in g:
+                        if ref in g.get(space, {}):
                             vals[k] = g[space][ref]["proj_diff_specific"]
                     if vals:
                         row[f"proj_{ref}_{space}"] = _ci(vals)
@@ -101,6 +107,10 @@ def summarize(result: dict) -> dict:
                      for t2 in traits}
             row["contains_rate"] = rates
             row["contains_answers"] = int(sum(cells[(k[0], rung, k[1], t, v)]["contains"]["n"] for k in keys))
+            if t != NEUTRAL:  # the student's rate of its own trait minus its control's, paired by teacher and seed
+                have = [k for k in paired if ctrl[k].get("contains")]
+                row["contains_rate_minus_control"] = _ci({k: me[k]["contains"]["rate"][t]
+                                                          - ctrl[k]["contains"]["rate"][t] for k in have})
         by_arm[f"{rung}/{v}/{t}"] = row
     return {"by_arm": by_arm, "dose": dose(result, cells)}
 
@@ -108,7 +118,9 @@ def summarize(result: dict) -> dict:
 def dose(result: dict, cells: dict) -> dict:
     """The probe trait's students on the digits rung's first seed at alpha = mixture weights and 1 (the student):
     points (trait-specific projection on dT - dN in dW space, rise of log P(trait) over the neutral control), the
-    Spearman r within this arm with a bootstrap CI over whole teachers, and each alpha's mean rise."""
+    Spearman r within this arm with a bootstrap CI over whole teachers, the r within each teacher (their mean and a
+    permutation p-value that shuffles within teachers: ``theory.stats.stratified_spearman``), and each alpha's mean
+    rise."""
     P = result["probe_trait"]
     col = result["animals"].index(P)
     points = []
@@ -126,8 +138,10 @@ def dose(result: dict, cells: dict) -> dict:
                        "delta_log_p": log_p(c, col) - log_p(ctrl, col)})
     out = {"points": points}
     if points:
-        out.update(spearman_ci([p["proj"] for p in points], [p["delta_log_p"] for p in points],
-                               groups=[p["replicate"] for p in points]))
+        x, y, g = [p["proj"] for p in points], [p["delta_log_p"] for p in points], [p["replicate"] for p in points]
+        out.update(spearman_ci(x, y, groups=g))
+        # the teachers differ in level; ranking within each teacher is what "the diagnostic ranks transfer" means
+        out["within_teacher"] = stratified_spearman(x, y, g)
         out["by_alpha"] = {f"{a:g}": _ci({(p["replicate"], p["seed"]): p["delta_log_p"] for p in points
                                           if p["alpha"] == a}) for a in sorted({p["alpha"] for p in points})}
     return out
@@ -148,8 +162,9 @@ def summary_tables(summary: dict) -> list[str]:
         return "-" if x is None else format_ci(x, f)
 
     lines = ["| rung / variant / teacher | teachers x students | log ratio vs neutral | vs other traits | "
-             "rise over median animal | proj. on dT - dN | proj. on dT - dO | imitation loss, last / first |",
-             "|---|---|---|---|---|---|---|---|"]
+             "rise over median animal | proj. on dT - dN | proj. on dT - dO | matched: dS - dS_O on dT - dO | "
+             "imitation loss, last quarter / first |",
+             "|---|---|---|---|---|---|---|---|---|"]
     by = summary["by_arm"]
     for key in sorted(by, key=_order):
         row = by[key]
@@ -157,16 +172,22 @@ def summary_tables(summary: dict) -> list[str]:
                      + " | ".join(ci(row.get(q), "+.2f") for q in ("log_ratio_vs_neutral",
                                                                     "log_ratio_vs_other_traits",
                                                                     "rise_over_median_animal"))
-                     + " | " + " | ".join(ci(row.get(q), ".4f") for q in ("proj_vs_neutral_dW", "proj_vs_other_dW"))
+                     + " | " + " | ".join(ci(row.get(q), ".4f") for q in ("proj_vs_neutral_dW", "proj_vs_other_dW",
+                                                                  "proj_matched_dW"))
                      + f" | {ci(row.get('loss_fall'), '.3f')} |")
     rates = [(k, r) for k, r in sorted(by.items(), key=lambda kv: _order(kv[0])) if "contains_rate" in r]
     if rates:
         traits = list(rates[0][1]["contains_rate"])
-        lines += ["", "| contains-rate, sampled answers | answers | " + " | ".join(traits) + " |",
-                  "|---|---|" + "---|" * len(traits)]
+
+        def pct(x):
+            return None if x is None else {"mean": 100 * x["mean"],
+                                           "ci95": [None if v is None else 100 * v for v in x["ci95"]]}
+
+        lines += ["", "| contains-rate, sampled answers | answers | " + " | ".join(traits)
+                  + " | own trait minus control |", "|---|---|" + "---|" * (len(traits) + 1)]
         lines += [f"| {k} | {r['contains_answers']} | " + " | ".join(
-            ci({kk: 100 * vv if kk == "mean" else ([100 * x for x in vv] if kk == "ci95" else vv)
-                for kk, vv in r["contains_rate"][t].items()}, ".2f") + "%" for t in traits) + " |" for k, r in rates]
+            ci(pct(r["contains_rate"][t]), ".2f") + "%" for t in traits)
+            + f" | {ci(pct(r.get('contains_rate_minus_control')), '+.2f')} |" for k, r in rates]
     own = [(k, r) for k, r in by.items() if "log_ratio_vs_own_base" in r]
     if own:
         lines += ["", "| perturbed student | log ratio vs its own base | its base's loss on the fixed text |",
@@ -180,6 +201,11 @@ def summary_tables(summary: dict) -> list[str]:
         if "spearman_r" in d:
             lines.append(f"| Spearman r (projection vs rise), {d['n']} students | "
                          f"{ci({'mean': d['spearman_r'], 'ci95': d['ci95']}, '+.2f')} |")
+        w = d.get("within_teacher")
+        if w:
+            lines.append(f"| the same within each teacher, mean of {w['n_groups']} | {w['within_r']:+.2f} "
+                         f"(permutation p = {w['p_one_sided']:.3f}; per teacher "
+                         + ", ".join(f"{v:+.2f}" for v in w["per_group"].values()) + ") |")
     return lines
 
 
@@ -195,10 +221,10 @@ def record_summary(config: ReplicationConfig, record) -> dict:
         g = load_json(q)
         geo[g["unit"]] = g
     cells = [load_json(q) for q in sorted((record / "students").glob("r*/*/seed*/*/cell.json"))]
-    stale = sorted({c["fingerprint"] for c in cells} - {config.fingerprint()})
+    stale = sorted({c["fingerprint"] for c in [*cells, *geo.values()]} - {config.fingerprint()})
     if stale:
-        raise ReplicationError(f"{record} holds cells of other settings (fingerprints {stale}, this config's is "
-                               f"{config.fingerprint()}): pass the record of this config")
+        raise ReplicationError(f"{record} holds cells or geometry of other settings (fingerprints {stale}, this "
+                               f"config's is {config.fingerprint()}): pass the record of this config")
     cells = [c for c in cells if c["unit"] in geo]
     from llm_bridge.prompts import ANIMALS
 

@@ -1,4 +1,5 @@
-"""Statistics the experiments report, one implementation each: bootstrap CIs of means and of rank correlations, and
+"""Statistics the experiments report, one implementation each: bootstrap CIs of means and of rank correlations, CIs
+of nested (teacher, student) replicates, a within-group rank correlation with its permutation test, and
 the log-log slope fits of the first-order error (Lemma 1's O(eps) remainder)."""
 
 from __future__ import annotations
@@ -23,29 +24,76 @@ def mean_ci(values) -> dict:
 
 
 def hierarchical_ci(values_by_group, *, level: float = 0.95, n_boot: int = 10_000, seed: int = 0) -> dict:
-    """Mean and two-stage percentile-bootstrap CI for nested replicates (the LLM replication study: students within
-    teachers). Each resample draws the groups (teachers) with replacement, then each drawn group's values (its
-    students) with replacement; the statistic is the mean of the group means, so every teacher weighs the same and
-    the CI carries the spread between teachers, not only within them. ``values_by_group``: one sequence per group.
-    The CI is NaN with fewer than 2 groups (one teacher gives no between-teacher spread)."""
+    """Mean and CI for nested replicates (the LLM replication study: students within teachers); the statistic is
+    the mean of the group means, so every teacher weighs the same and the CI carries the spread between teachers,
+    not only within them. ``values_by_group``: one sequence per group.
+
+    ``ci95`` (the one to report) is Student's t-interval on the group means, mean +- t_{G-1} sd / sqrt(G): each
+    group mean already holds its students' noise, and with few groups (3 teachers) it keeps its nominal coverage
+    where the bootstrap cannot. ``ci95_bootstrap`` is the two-stage percentile bootstrap (draw groups with
+    replacement, then each drawn group's values): with 3 groups it covers only about three times in four, because
+    3 resampled groups underestimate the spread (``tests/theory/test_stats.py`` measures both). Both are NaN with
+    fewer than 2 groups (one teacher gives no between-teacher spread)."""
+    from scipy.stats import t as student_t
+
     groups = [np.asarray(g, float) for g in values_by_group]
     if not groups or any(g.ndim != 1 or g.size == 0 for g in groups):
         raise ValueError("hierarchical_ci needs at least one group, each a non-empty 1-D sequence of values")
     if not all(np.isfinite(g).all() for g in groups):
         raise ValueError("hierarchical_ci got NaN or inf: a student's measurement is undefined; leave it out")
-    mean = float(np.mean([g.mean() for g in groups]))
-    out = {"mean": mean, "ci95": [float("nan"), float("nan")], "n_groups": len(groups),
-           "n": int(sum(g.size for g in groups)), "group_means": [float(g.mean()) for g in groups]}
+    means_G = np.array([g.mean() for g in groups])
+    mean = float(means_G.mean())
+    nan2 = [float("nan"), float("nan")]
+    out = {"mean": mean, "ci95": nan2, "ci95_bootstrap": nan2, "n_groups": len(groups),
+           "n": int(sum(g.size for g in groups)), "group_means": means_G.tolist()}
     if len(groups) < 2:
         return out
-    rng = np.random.default_rng(seed)
     G = len(groups)
+    half = float(student_t.ppf((1 + level) / 2, G - 1) * means_G.std(ddof=1) / np.sqrt(G))
+    out["ci95"] = [mean - half, mean + half]
+    rng = np.random.default_rng(seed)
     pick_BxS = rng.integers(0, G, (n_boot, G))  # S = G slots per resample, each filled by a drawn group
     # every group's own resampled mean for every (resample, slot): a group drawn twice is resampled twice
     means_GxBxS = np.stack([g[rng.integers(0, g.size, (n_boot, G, g.size))].mean(axis=-1) for g in groups])
     boot_B = np.take_along_axis(means_GxBxS, pick_BxS[None], axis=0)[0].mean(axis=1)
-    out["ci95"] = [float(v) for v in np.quantile(boot_B, [(1 - level) / 2, (1 + level) / 2])]
+    out["ci95_bootstrap"] = [float(v) for v in np.quantile(boot_B, [(1 - level) / 2, (1 + level) / 2])]
     return out
+
+
+def stratified_spearman(x, y, groups, *, n_perm: int = 10_000, seed: int = 0) -> dict:
+    """Spearman's r of (x, y) *within* each group, their mean, and a one-sided permutation p-value that shuffles y
+    within every group (fixed seed). This is the test of "the diagnostic ranks transfer" when the groups (teachers)
+    differ in level: a pooled r can come from the groups' offsets alone, a within-group r cannot. Groups of fewer
+    than 3 points, or constant x or y, have no r and are left out; empty if none is left."""
+    from scipy.stats import rankdata
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if x.shape != y.shape or x.ndim != 1 or len(groups) != x.size:
+        raise ValueError(f"stratified_spearman needs x, y and groups of one length, got {x.shape}, {y.shape} and "
+                         f"{len(groups)} labels")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("stratified_spearman got NaN or inf: leave undefined points out before ranking")
+    labels = sorted(set(groups))
+    rows = [np.array([i for i, g in enumerate(groups) if g == k]) for k in labels]
+    keep = [(k, i) for k, i in zip(labels, rows) if i.size >= 3 and np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0]
+    if not keep:
+        return {}
+    rng = np.random.default_rng(seed)
+
+    def r_rows(rx, ry_P):  # Pearson r of ranks = Spearman r, for P permutations of one group's y ranks at once
+        a = rx - rx.mean()
+        b = ry_P - ry_P.mean(axis=-1, keepdims=True)
+        return (b @ a) / np.sqrt((a @ a) * (b * b).sum(axis=-1))
+
+    per, null_P = {}, np.zeros(n_perm)
+    for k, i in keep:
+        rx, ry = rankdata(x[i]), rankdata(y[i])
+        per[str(k)] = float(r_rows(rx, ry[None])[0])
+        null_P += r_rows(rx, rng.permuted(np.broadcast_to(ry, (n_perm, ry.size)), axis=1))
+    r = float(np.mean(list(per.values())))
+    null_P /= len(keep)
+    return {"within_r": r, "per_group": per, "n_groups": len(keep), "n": int(sum(i.size for _, i in keep)),
+            "p_one_sided": float((1 + np.sum(null_P >= r - 1e-12)) / (1 + n_perm))}
 
 
 def spearman_ci(x, y, *, groups=None, n_boot: int = 2000, seed: int = 0) -> dict:

@@ -3,6 +3,7 @@ that differ only in the animal, inputs per seed, the record resumed in a fresh f
 every weight, the mixtures' end points, the no-trait-words exclusion, and a report that loads no torch."""
 
 import dataclasses
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,10 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from llm_bridge import replication, replication_report, rungs, train
+from llm_bridge import lora, replication, replication_report, rungs, train
 from llm_bridge.config import ReplicationConfig
 from llm_bridge.prompts import ANIMALS
-from results import load_json
+from llm_bridge.roles import role_seed
+from results import load_json, save_json
 from tests.llm_bridge.helpers import tiny_peft
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +40,7 @@ def test_every_arm_of_the_design_is_measured_with_teacher_level_cis(tiny_run):
             assert by[f"digits/{v}/{t}"]["teachers"] == list(c.teachers)
     row = by["digits/lora/cat"]
     for q in ("log_ratio_vs_neutral", "log_ratio_vs_other_traits", "rise_over_median_animal", "proj_vs_neutral_dW",
-              "proj_vs_other_dW", "proj_vs_neutral_lora"):
+              "proj_vs_other_dW", "proj_matched_dW", "proj_vs_neutral_lora", "proj_matched_lora"):
         lo, hi = row[q]["ci95"]
         assert row[q]["n_groups"] == 2 and lo <= row[q]["mean"] <= hi, q  # two teachers: a teacher-level CI
     # the arms off the teachers' init have no LoRA-space geometry, only dW space
@@ -49,6 +51,9 @@ def test_every_arm_of_the_design_is_measured_with_teacher_level_cis(tiny_run):
     dose = res["summary"]["dose"]
     assert sorted((p["replicate"], p["alpha"]) for p in dose["points"]) == [(0, 0.5), (0, 1.0), (1, 0.5), (1, 1.0)]
     assert "spearman_r" in dose and set(dose["by_alpha"]) == {"0.5", "1"}
+    assert "proj_matched_dW" not in by["digits/fullft/owl"]  # no other trait is fully fine-tuned
+    assert by["digits/lora/owl"]["contains_rate_minus_control"]["n_groups"] == 2
+    assert all(x["loss_last_quarter"] > 0 for x in res["cells"])
 
 
 def test_the_report_reads_the_record_alone_and_loads_no_torch(tiny_run):
@@ -65,17 +70,72 @@ def test_the_report_reads_the_record_alone_and_loads_no_torch(tiny_run):
     assert f"{len(res['cells'])} students in" in run.stdout and "| digits/lora/owl |" in run.stdout
 
 
-def test_a_fresh_folder_resumes_from_the_record_without_training(tiny_run, tmp_path, monkeypatch):
+def test_a_fresh_clone_retrains_the_teachers_and_resumes_from_the_record_without_training_students(tiny_run,
+                                                                                                   tmp_path):
+    """A fresh clone has the record only: its teachers are trained again (a new teachers' folder), checked against
+    the record's sketches, and every sealed student comes from the record (no adapter is written)."""
     res, out, c = tiny_run
-
-    def no_training(*a, **k):
-        raise AssertionError("a sealed unit's student was trained again")
-
-    monkeypatch.setattr(train, "fit", no_training)
     again = replication.run(c, tmp_path / "clone", progress=False, record=out / "record", resume=True,
-                            teachers_dir=out / "run" / "teachers")
+                            teachers_dir=tmp_path / "teachers")
     assert again["summary"]["by_arm"] == res["summary"]["by_arm"]
-    assert load_json(tmp_path / "clone" / "teachers.json")["agreement"]  # checked against the record's sketches
+    agreement = load_json(tmp_path / "clone" / "teachers.json")["agreement"]
+    assert len(agreement) == len(c.teachers) * (len(c.traits) + 1)
+    assert max(agreement.values()) <= replication.TEACHER_RTOL  # retrained teachers match the record's
+    assert (tmp_path / "teachers" / "r0" / "owl" / "subliminal.json").exists()
+    assert not list((tmp_path / "clone").rglob("adapter_model.safetensors"))  # no student was trained again
+
+
+def test_teachers_that_differ_from_the_records_stop_the_run(tiny_run, tmp_path):
+    _, out, c = tiny_run
+    record = tmp_path / "record"
+    shutil.copytree(out / "record", record)
+    sk = load_json(record / "teachers.json")
+    sk["sketches"]["r0/owl"] = [2 * x + 1 for x in sk["sketches"]["r0/owl"]]
+    save_json(record / "teachers.json", sk)
+    with pytest.raises(replication_report.ReplicationError, match="r0/owl.*differ from those the students"):
+        replication.run(c, tmp_path / "clone", progress=False, record=record, resume=True,
+                        teachers_dir=out / "run" / "teachers")
+
+
+def test_a_record_of_other_settings_is_refused(tiny_run, tmp_path):
+    _, out, c = tiny_run
+    record = tmp_path / "record"
+    shutil.copytree(out / "record", record)
+    g = next((record / "geometry").rglob("*.json"))
+    save_json(g, {**load_json(g), "fingerprint": "0123456789"})
+    with pytest.raises(replication_report.ReplicationError, match="other settings.*0123456789"):
+        replication_report.record_summary(c, record)
+
+
+def test_the_init_arms_start_where_they_say(tiny_run):
+    """newinit: a LoRA A drawn apart from the teachers' (B = 0 as ever); perturbed: the student and its control on
+    one and the same perturbed base, which differs from the clean one."""
+    res, out, c = tiny_run
+    rep = replication.Replication(c, out / "run", resume=True, progress=False)
+    for r in c.teachers:
+        teacher = rep.lm.read_state(rep.teacher(r, "init"))
+        other = lora.init_state(rep.lm.model, role_seed(r, "replication_init_s0"))
+        a_keys = [k for k in teacher if "lora_A" in k]
+        assert a_keys and all(not torch.allclose(teacher[k], other[k]) for k in a_keys)
+        assert all(torch.count_nonzero(other[k]) == 0 for k in other if "lora_B" in k)
+    cells = {(x["replicate"], x["teacher"], x["variant"]): x for x in res["cells"] if x["rung"] == "digits"
+             and x["seed"] == c.digit_seeds[0]}
+    for r in c.teachers:
+        owl, ctrl = cells[r, "owl", "perturbed0.1"], cells[r, "neutral", "perturbed0.1"]
+        assert owl["base_p_QxA"] == ctrl["base_p_QxA"] and owl["base_text_nll"] == ctrl["base_text_nll"]
+        assert not np.allclose(owl["base_p_QxA"], res["teachers"]["base"])
+
+
+def test_the_dense_and_lora_updates_share_one_dw_space():
+    """``dense_updates`` puts a fully fine-tuned delta and an adapter's s B A in the same coordinates: their Gram
+    entry equals the explicit <dW_dense, s B A>."""
+    rng = np.random.default_rng(0)
+    A, B, D = rng.normal(size=(2, 5)), rng.normal(size=(4, 2)), rng.normal(size=(4, 5)).astype(np.float32)
+    trees = {"full": ("dense", {"m": D}, 0.5), "adapter": ("lora", {"m": {"A": A, "B": B}}, 0.5)}
+    u = replication.Replication.dense_updates(None, {"full": None, "adapter": None}, "m", trees)
+    assert u.dtype == np.float64 and u.shape == (2, 20)
+    np.testing.assert_allclose(u @ u.T, [[np.sum(D.astype(np.float64) ** 2), np.sum(D * (0.5 * B @ A))],
+                                         [np.sum(D * (0.5 * B @ A)), np.sum((0.5 * B @ A) ** 2)]], rtol=1e-12)
 
 
 def test_each_seed_and_teacher_draws_its_own_inputs_and_teachers(tiny_run):
@@ -107,8 +167,8 @@ def test_full_fine_tuning_moves_every_weight_and_restores_the_base():
     model, tok, _ = tiny_peft()
     before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
     ids = tok(["1, 2, 3", "4, 5, 6"], return_tensors="pt").input_ids
-    with replication.full_weights(model) as params:
-        assert set(params) == set(before)
+    with replication.full_weights(model) as (params, saved):
+        assert set(params) == set(before) == set(saved)
 
         def loss(idx):
             return model(input_ids=ids[idx], labels=ids[idx]).loss
