@@ -135,10 +135,11 @@ def plot(data: dict, path) -> Path:
     for ax in (axes[0, 0], axes[0, 1], axes[1, 1]):
         ax.minorticks_off()
     t = data["timings"]
+    # a resumed run's timings are those of its last pass only: no cost is claimed for it
+    cost = "" if t.get("resumed") else f"; {t['cpu_s'] / 60:.0f} CPU-min"
     fig.suptitle(f"Trait scan on {data['base_model'].split(':')[0]}, {data['preset']} preset: "
                  f"{len(cfg['animals'])} animals x {cfg['replicates']} datasets, {cfg['neutral']} neutral, "
-                 f"{cfg['shuffled']} shuffled, {cfg['mixed']} mixed ({data['sampler']} sampler); "
-                 f"{t['cpu_s'] / 60:.0f} CPU-min", fontsize=10)
+                 f"{cfg['shuffled']} shuffled, {cfg['mixed']} mixed ({data['sampler']} sampler){cost}", fontsize=10)
     return save_figure(fig, path)
 
 
