@@ -373,8 +373,9 @@ class ReplicationConfig(_Presets):
     probe_trait: str = "owl"
     fullft_rungs: tuple[str, ...] = ("full", "digits")
     # AdamW on every weight of the base, at the best of the learning rates measured (--calibrate-fullft on 128 inputs
-    # of replicate 0's owl teacher, figures/llm_replication_paper_fullft_calibration.json): the digits imitation loss
-    # falls to 0.13 of its first value at 1e-5, 0.26 at 3e-5 and not at all at 1e-4, where LoRA at 1e-3 reaches 0.08.
+    # of replicate 0's owl teacher, figures/measurements/llm_replication_paper_fullft_calibration.json): the digits
+    # imitation loss falls to 0.13 of its first value at 1e-5, 0.26 at 3e-5 and not at all at 1e-4, where LoRA at 1e-3
+    # reaches 0.08.
     # No rate measured reaches LoRA's fall; every cell records its own (loss_last_quarter / loss_first).
     fullft_lr: float = 1e-5
     new_init: bool = True
