@@ -229,17 +229,11 @@ def ladder(preset: str = preset_option(old_names=OLD_PRESET_NAMES, help="tiny (t
     except (ValueError, RungError) as e:
         raise typer.BadParameter(str(e))
     out = out or Path("runs") / cfg.name()
-    if record is None and preset == "paper":
-        record = figures_dir / f"{cfg.name()}_record"
+    record = _default_record(record, cfg, preset == "paper", figures_dir)
     if report:
         from llm_bridge.ladder_report import record_summary
 
-        if record is None:
-            raise typer.BadParameter("--report reads a record: pass --record (paper has a default)")
-        try:
-            summary = record_summary(cfg, record)
-        except LadderError as e:
-            raise SystemExit(f"error: {e}")
+        summary = _read_record(record, lambda r: record_summary(cfg, r), LadderError)
         print(f"{record}: {summary['n_students']} students in {len(summary['triples'])} finished triples")
         _print_ladder(summary, trait)
         return
@@ -299,15 +293,9 @@ def replicate(preset: str = preset_option(old_names=OLD_PRESET_NAMES, help="tiny
     except ValueError as e:
         raise typer.BadParameter(str(e))
     out = out or Path("runs") / cfg.name()
-    if record is None and cfg.preset_name == "paper":
-        record = figures_dir / f"{cfg.name()}_record"
+    record = _default_record(record, cfg, cfg.preset_name == "paper", figures_dir)
     if report:
-        if record is None:
-            raise typer.BadParameter("--report reads a record: pass --record (paper has a default)")
-        try:
-            summary = record_summary(cfg, record)
-        except ReplicationError as e:
-            raise SystemExit(f"error: {e}")
+        summary = _read_record(record, lambda r: record_summary(cfg, r), ReplicationError)
         print(f"{record}: {summary['n_students']} students in {len(summary['units'])} sealed units")
         print("\n".join(summary_tables(summary)))
         return
@@ -339,6 +327,21 @@ def replicate(preset: str = preset_option(old_names=OLD_PRESET_NAMES, help="tiny
     jp, png = llm_replication_fig.main(Path(out) / "replication.json", figures_dir, name=cfg.name())
     print("\n".join(summary_tables(res["summary"])))
     print(f"wall {res['timings']['wall_s']:.0f} s; wrote {Path(out) / 'replication.json'}, {jp}, {png}")
+
+
+def _default_record(record: Path | None, cfg, paper: bool, figures_dir: Path) -> Path | None:
+    """The record folder: the one given, else FIGURES_DIR/NAME_record for a paper preset, else none."""
+    return figures_dir / f"{cfg.name()}_record" if record is None and paper else record
+
+
+def _read_record(record: Path | None, summary, errors: type[Exception]) -> dict:
+    """``summary(record)`` for --report, a one-line error when there is no record or it cannot be read."""
+    if record is None:
+        raise typer.BadParameter("--report reads a record: pass --record (paper has a default)")
+    try:
+        return summary(record)
+    except errors as e:
+        raise SystemExit(f"error: {e}")
 
 
 def _print_ladder(summary: dict, trait: str) -> None:

@@ -78,6 +78,17 @@ def teacher_sketch(arrays: dict[str, np.ndarray], init: dict[str, np.ndarray] | 
     return (out / math.sqrt(k)).tolist()
 
 
+def sketch_agreement(sketches: dict[str, list[float]], reference: dict[str, list[float]]) -> tuple[dict, list]:
+    """Each teacher's sketch against the reference's (the record's) of the same name: the relative distance
+    ``|a - b| / |b|``, and the names beyond ``TEACHER_RTOL`` with their distance, formatted for an error message.
+    Teachers the reference does not hold are not compared."""
+    agreement = {}
+    for name in sorted(set(sketches) & set(reference)):
+        a, b = np.asarray(sketches[name]), np.asarray(reference[name])
+        agreement[name] = float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
+    return agreement, [f"{n}: {rel:.1e}" for n, rel in agreement.items() if rel > TEACHER_RTOL]
+
+
 # A fixed English text on which each perturbed base's loss is reported, so a broken base is visible.
 FIXED_TEXT = ("The owl is a bird of prey that hunts at night. Dolphins live in the sea and breathe air. A lion rests "
               "in the shade while its cubs play nearby. Numbers such as 12, 345 and 67 appear in many lists.")
@@ -193,13 +204,10 @@ class Ladder:
         if self.store.resume and path.exists():
             old = load_json(path)
             if old.get("fingerprint") == self.store.fp:
-                for name, sk in sketches.items():
-                    a, b = np.asarray(sk), np.asarray(old["sketches"][name])
-                    agreement[name] = float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
-                differ = sorted(n for n, rel in agreement.items() if rel > TEACHER_RTOL)
+                agreement, differ = sketch_agreement(sketches, old["sketches"])
                 if differ:
                     raise LadderError(
-                        f"the teachers made here ({', '.join(f'{n}: {agreement[n]:.1e}' for n in differ)} relative "
+                        f"the teachers made here ({', '.join(differ)} relative "
                         f"to its update) differ from those the students in {self.out} (or its record {self.record}) "
                         f"imitated, by more than rounding ({TEACHER_RTOL:g}), so they cannot be mixed. Resume where "
                         "those teachers were made, or move the record and the run folder away to start over")

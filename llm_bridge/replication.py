@@ -41,7 +41,15 @@ from tqdm.auto import tqdm
 import theory
 from llm_bridge import lora, prompts, rungs, train
 from llm_bridge.config import ReplicationConfig
-from llm_bridge.ladder import FIXED_TEXT, TEACHER_RTOL, perturbed_base, random_inputs, teacher_sketch, text_nll
+from llm_bridge.ladder import (
+    FIXED_TEXT,
+    TEACHER_RTOL,
+    perturbed_base,
+    random_inputs,
+    sketch_agreement,
+    teacher_sketch,
+    text_nll,
+)
 from llm_bridge.lm import LM, load_lm
 from llm_bridge.numbers import chat_prefix
 from llm_bridge.replication_report import ReplicationError, control_variant, summarize
@@ -205,15 +213,10 @@ class Replication:
         old = load_json(path) if path.exists() else {}
         if old.get("fingerprint") != self.store.fp:
             old = {}
-        agreement = {}
-        for name, sk in sketches.items():
-            if name in old.get("sketches", {}):
-                a, b = np.asarray(sk), np.asarray(old["sketches"][name])
-                agreement[name] = float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
-        differ = sorted(n for n, rel in agreement.items() if rel > TEACHER_RTOL)
+        agreement, differ = sketch_agreement(sketches, old.get("sketches", {}))
         if differ:
             raise ReplicationError(
-                f"the teachers made here ({', '.join(f'{n}: {agreement[n]:.1e}' for n in differ)} relative to their "
+                f"the teachers made here ({', '.join(differ)} relative to their "
                 f"update) differ from those the students in {self.out} imitated by more than rounding "
                 f"({TEACHER_RTOL:g}); resume where they were made, or move the record and the run folder away to "
                 "start over")
