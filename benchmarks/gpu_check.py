@@ -40,8 +40,7 @@ def child_ours(a) -> dict:
     import jax
 
     from benchmarks.mnist_train import protocol_flops
-    from mnist_mlp.config import MnistConfig
-    from mnist_mlp.experiment import run
+    from mnist_mlp import MnistConfig, run
 
     cfg = MnistConfig(runs=a.runs, epochs=a.epochs, n_noise=a.n_noise, matmul_precision=a.precision,
                       data_dir=a.data_dir)
@@ -61,7 +60,7 @@ def child_peak(a) -> dict:
     import torch
 
     from benchmarks.common import matmul_peak_gflops
-    from mnist_mlp.config import MATMUL_PRECISIONS
+    from mnist_mlp import MATMUL_PRECISIONS
 
     n = 8192 if jax.default_backend() == "gpu" else 1024
     out = {"n": n, "jax": {}}
@@ -147,7 +146,7 @@ def measure(name: str, cmd: list[str], env: dict, timeout: int) -> dict:
 def parent(a) -> dict:
     out_dir = Path(a.out or os.environ.get("OUT") or ROOT / "benchmarks" / "results")
     out_dir.mkdir(parents=True, exist_ok=True)
-    from mnist_mlp.data import DataError, prepare_from_gz
+    from mnist_mlp import DataError, prepare_from_gz
 
     data_dir = Path(a.data_dir or tempfile.mkdtemp(prefix="gpu_check_data_"))
     if a.mnist_gz:

@@ -39,20 +39,31 @@ def one(mode: str, model: str, batch: int, steps: int) -> dict:
     import numpy as np
     import torch
 
-    from llm_bridge import lora, rungs, train
-    from llm_bridge.config import LLMConfig
-    from llm_bridge.ladder import random_inputs
-    from llm_bridge.models import load_base
-    from llm_bridge.numbers import chat_prefix
+    from llm_bridge import (
+        LLMConfig,
+        attach_lora,
+        bucketed_kl,
+        chat_prefix,
+        completion_hidden,
+        digit_token_ids,
+        encode,
+        load_base,
+        lora_parameters,
+        output_matrix,
+        random_inputs,
+        sft_loss,
+        subset_kl,
+        subset_logits,
+    )
     from results import peak_rss_mb
 
     cfg = LLMConfig.quick(model=model, device="cpu")
     base, tok, base_id = load_base(model, device="cpu")
-    m = lora.attach_lora(base, cfg, seed=0)
+    m = attach_lora(base, cfg, seed=0)
     rows = random_inputs(batch * (steps + 1), seed=0)
-    D = rungs.digit_token_ids(tok)
-    W = rungs.output_matrix(m)
-    params = list(lora.lora_parameters(m).values())
+    D = digit_token_ids(tok)
+    W = output_matrix(m)
+    params = list(lora_parameters(m).values())
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=1e-4)
@@ -61,20 +72,19 @@ def one(mode: str, model: str, batch: int, steps: int) -> dict:
     tokens, t = 0, 0.0
     for s in range(steps + 1):
         chunk = rows[s * batch:(s + 1) * batch]
-        b = train.encode(tok, [chat_prefix(tok, r["prompt"]) for r in chunk], [r["answer"] for r in chunk], "cpu")
+        b = encode(tok, [chat_prefix(tok, r["prompt"]) for r in chunk], [r["answer"] for r in chunk], "cpu")
         t0 = time.perf_counter()
         if mode == "sft":
-            loss = train.sft_loss(m, b)
+            loss = sft_loss(m, b)
         else:
-            h = rungs.completion_hidden(m, b)
+            h = completion_hidden(m, b)
             if mode == "full":
                 n = h.shape[0]
                 idx = np.tile(np.arange(64), (n, 1))
                 lp = np.full((n, 64), np.log(0.5 / 64), np.float32)
-                loss = rungs.bucketed_kl(h @ W.T, idx, lp, np.full(n, np.log(0.5), np.float32))
+                loss = bucketed_kl(h @ W.T, idx, lp, np.full(n, np.log(0.5), np.float32))
             else:
-                loss = rungs.subset_kl(rungs.subset_logits(h, W, D), np.full((h.shape[0], len(D)),
-                                                                            -np.log(len(D)), np.float32))
+                loss = subset_kl(subset_logits(h, W, D), np.full((h.shape[0], len(D)), -np.log(len(D)), np.float32))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -111,32 +121,43 @@ def precision(model: str, batch: int, rounds: int, tokens: int) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     from benchmarks.common import torch_matmul_gflops
-    from llm_bridge import lora, rungs, train
-    from llm_bridge.config import LLMConfig
-    from llm_bridge.ladder import random_inputs
-    from llm_bridge.models import load_base
-    from llm_bridge.numbers import chat_prefix
+    from llm_bridge import (
+        LLMConfig,
+        attach_lora,
+        chat_prefix,
+        completion_hidden,
+        digit_token_ids,
+        encode,
+        fit,
+        get_state,
+        load_base,
+        output_matrix,
+        random_inputs,
+        set_state,
+        sft_loss,
+        subset_kl,
+        subset_logits,
+    )
 
     cfg = LLMConfig.quick(model=model, device="cpu")
     base, tok, base_id = load_base(model, device="cpu")
-    m = lora.attach_lora(base, cfg, seed=0)
-    init = lora.get_state(m)  # B = 0: every timed step starts here, so each precision sees the same model
+    m = attach_lora(base, cfg, seed=0)
+    init = get_state(m)  # B = 0: every timed step starts here, so each precision sees the same model
     rows = random_inputs(batch, seed=0)
-    b = _truncate(train.encode(tok, [chat_prefix(tok, r["prompt"]) for r in rows], [r["answer"] for r in rows],
+    b = _truncate(encode(tok, [chat_prefix(tok, r["prompt"]) for r in rows], [r["answer"] for r in rows],
                                "cpu"), tokens, tok.pad_token_id)
-    D, W = rungs.digit_token_ids(tok), rungs.output_matrix(m)
+    D, W = digit_token_ids(tok), output_matrix(m)
     n_pos = int((b["labels"][:, 1:] != -100).sum())
     uniform = np.full((n_pos, len(D)), -np.log(len(D)), np.float32)
-    losses = {"sft": lambda idx: train.sft_loss(m, b),
-              "digits": lambda idx: rungs.subset_kl(rungs.subset_logits(rungs.completion_hidden(m, b), W, D),
-                                                    uniform)}
+    losses = {"sft": lambda idx: sft_loss(m, b),
+              "digits": lambda idx: subset_kl(subset_logits(completion_hidden(m, b), W, D), uniform)}
 
     def step(loss: str, prec: str) -> tuple[float, float]:
         """(seconds, loss) of one train.fit step from the init: forward and loss (autocast under bf16), backward,
         AdamW."""
-        lora.set_state(m, init)
+        set_state(m, init)
         t0 = time.perf_counter()
-        (value,) = train.fit(m, losses[loss], batch, epochs=1, batch_size=batch, lr=1e-4, seed=0,
+        (value,) = fit(m, losses[loss], batch, epochs=1, batch_size=batch, lr=1e-4, seed=0,
                              desc=f"{loss}/{prec}", progress=False, bf16=prec == "bf16")
         return time.perf_counter() - t0, value
 

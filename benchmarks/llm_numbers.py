@@ -20,9 +20,7 @@ import torch
 import typer
 
 from benchmarks.common import peak_rss_mb, save_results
-from llm_bridge import prompts
-from llm_bridge.models import load_base
-from llm_bridge.numbers import chat_prefix, paper_filter, sample
+from llm_bridge import chat_prefix, load_base, number_prompts, paper_filter, sample
 from results.cli import make_app
 
 app = make_app(__doc__)
@@ -40,7 +38,7 @@ def main(model: str = "smollm2", device: str = "auto", prompts_n: int = typer.Op
          tokens: int = 48, batch_before: int = 32, batch_after: int = 64, seed: int = 0):
     m, tok, base_id = load_base(model, device=device)
     dev = next(m.parameters()).device
-    items = prompts.number_prompts(prompts_n, seed=seed)
+    items = number_prompts(prompts_n, seed=seed)
     pre = [chat_prefix(tok, it["prompt"]) for it in items]
     pre_example = [chat_prefix(tok, it["prompt"] + " " + FORMAT_EXAMPLE) for it in items]
     print(f"{base_id} on {dev} ({torch.get_num_threads()} threads; "

@@ -9,10 +9,17 @@ import time
 import torch
 
 from benchmarks.common import peak_rss_mb, save_results
-from llm_bridge import lora, prompts, train
-from llm_bridge.config import LLMConfig
-from llm_bridge.models import load_base
-from llm_bridge.numbers import chat_prefix, sample
+from llm_bridge import (
+    LLMConfig,
+    attach_lora,
+    chat_prefix,
+    encode,
+    load_base,
+    lora_parameters,
+    number_prompts,
+    sample,
+    sft_loss,
+)
 from results.cli import make_app
 
 app = make_app(__doc__)
@@ -28,25 +35,25 @@ def main(model: str = "smollm2", device: str = "auto", batch: int = 8, steps: in
          gen_tokens: int = 48, gen_batches: int = 2):
     cfg = LLMConfig.quick(model=model, device=device)
     base, tok, base_id = load_base(model, device=device)
-    m = lora.attach_lora(base, cfg, seed=0)
+    m = attach_lora(base, cfg, seed=0)
     dev = next(m.parameters()).device
     print(f"{base_id} on {dev} ({torch.get_num_threads()} threads), LoRA r={cfg.lora_r} on {len(cfg.lora_targets)} "
-          f"projections: {sum(p.numel() for p in lora.lora_parameters(m).values()):,} adapter parameters")
-    items = prompts.number_prompts(max(batch * (steps + 1), gen_batch * gen_batches), seed=0)
+          f"projections: {sum(p.numel() for p in lora_parameters(m).values()):,} adapter parameters")
+    items = number_prompts(max(batch * (steps + 1), gen_batch * gen_batches), seed=0)
     pre = [chat_prefix(tok, it["prompt"]) for it in items]
     answers = [", ".join(str(100 + (7 * i + j) % 900) for j in range(10)) for i in range(len(pre))]
     # SFT: one warm-up step, then `steps` timed steps
-    params = list(lora.lora_parameters(m).values())
+    params = list(lora_parameters(m).values())
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=1e-4)
     m.train()
     tokens, t = 0, 0.0
     for s in range(steps + 1):
-        b = train.encode(tok, pre[s * batch:(s + 1) * batch], answers[s * batch:(s + 1) * batch], dev)
+        b = encode(tok, pre[s * batch:(s + 1) * batch], answers[s * batch:(s + 1) * batch], dev)
         _sync(dev)
         t0 = time.perf_counter()
-        loss = train.sft_loss(m, b)
+        loss = sft_loss(m, b)
         opt.zero_grad()
         loss.backward()
         opt.step()

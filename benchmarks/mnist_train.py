@@ -51,9 +51,7 @@ def main(counts: list[int] = typer.Argument(None, metavar="N", help="numbers of 
     import jax
 
     from benchmarks.common import matmul_peak_gflops, peak_rss_mb, save_results
-    from mnist_mlp.config import MATMUL_PRECISIONS, MnistConfig
-    from mnist_mlp.data import ensure_mnist
-    from mnist_mlp.experiment import run
+    from mnist_mlp import MATMUL_PRECISIONS, MnistConfig, ensure_mnist, run
 
     root = ensure_mnist(download=False)
     n_peak = 8192 if jax.default_backend() == "gpu" else 2048  # a GPU needs a larger matmul to reach its peak

@@ -45,7 +45,7 @@ def main(runs: int = typer.Argument(10, min=2, help="runs of the protocol (a cro
                                                                       "noise set")) -> None:
     from benchmarks.common import matmul_peak_gflops, save_results
     from benchmarks.mnist_train import protocol_flops
-    from mnist_mlp.config import MnistConfig
+    from mnist_mlp import MnistConfig
 
     n = runs
     peak = matmul_peak_gflops()

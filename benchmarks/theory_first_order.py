@@ -15,16 +15,15 @@ def case(width: int, n_inputs: int, loss="ce", seed: int = 0):
     import jax
     import jax.numpy as jnp
 
-    import theory
     from benchmarks.common import time_it
-    from theory import zoo
+    from theory import INPUT_DIM, MLP, apply_fn_of, first_order_update, init_params, random_update
 
-    module = zoo.MLP(depth=2, width=width, activation="gelu", n_out=13)
+    module = MLP(depth=2, width=width, activation="gelu", n_out=13)
     k = jax.random.split(jax.random.key(seed), 3)
-    p0 = zoo.init_params(module, key=k[0])
-    dT = zoo.random_update(p0, key=k[1])
-    xs = jax.random.normal(k[2], (n_inputs, zoo.INPUT_DIM), jnp.float32)
-    f = jax.jit(lambda p, d, x: theory.first_order_update(zoo.apply_fn_of(module), p, d, x, loss, 1.0))
+    p0 = init_params(module, key=k[0])
+    dT = random_update(p0, key=k[1])
+    xs = jax.random.normal(k[2], (n_inputs, INPUT_DIM), jnp.float32)
+    f = jax.jit(lambda p, d, x: first_order_update(apply_fn_of(module), p, d, x, loss, 1.0))
     n_params = sum(a.size for a in jax.tree_util.tree_leaves(p0))
     first, t = time_it(f, p0, dT, xs)
     return n_params, first, t

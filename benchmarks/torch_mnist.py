@@ -162,7 +162,7 @@ def main(argv=None) -> None:
     if a.runs < 2:
         ap.error("runs must be >= 2: a cross-model student needs another run's teacher")
     t0 = time.perf_counter()
-    from mnist_mlp.data import ensure_mnist, load_dataset
+    from mnist_mlp import ensure_mnist, load_dataset
 
     root = ensure_mnist(a.data_dir, download=False)
     (xtr, ytr), (xte, yte) = (load_dataset("mnist", root, split=s) for s in ("train", "test"))

@@ -39,9 +39,8 @@ def main(
     runs_dir: Path | None = old_option("--runs-dir", "--out"),
 ):
     from figures import mnist_fig10, theory_optimizers, theory_projection
-    from mnist_mlp.config import MnistConfig
-    from mnist_mlp.data import DataError, ensure_mnist
-    from theory.config import TheoryConfig
+    from mnist_mlp import DataError, MnistConfig, ensure_mnist
+    from theory import TheoryConfig
 
     if runs_dir is not None:
         note_old("--runs-dir", "--out (the run folder; the figures go to --figures-dir)")
@@ -81,8 +80,7 @@ def main(
 
 def _sweeps(preset: str, runs_dir: Path, out: Path, data_dir, download: bool, resume: bool, progress: bool):
     from figures import mnist_sweeps
-    from mnist_mlp.data import ensure_dataset
-    from mnist_mlp.sweeps import SWEEPS
+    from mnist_mlp import SWEEPS, ensure_dataset
 
     root = ensure_dataset("mnist", data_dir, download=download)
     ensure_dataset("fashion", root, download=download)
@@ -96,13 +94,11 @@ def _sweeps(preset: str, runs_dir: Path, out: Path, data_dir, download: bool, re
 
 def _llm(preset: str, runs_dir: Path, out: Path, resume: bool, progress: bool):
     from figures import llm_bridge_fig
-    from llm_bridge.config import LLMConfig, run_name
-    from llm_bridge.models import ModelError
-    from llm_bridge.pipeline import run
+    from llm_bridge import LLMConfig, ModelError, run_name, run_pipeline
 
     cfg = (LLMConfig.quick if preset == "quick" else LLMConfig.paper)()
     try:
-        run(cfg, runs_dir / run_name(cfg), resume=resume, progress=progress)
+        run_pipeline(cfg, runs_dir / run_name(cfg), resume=resume, progress=progress)
     except ModelError as e:
         raise SystemExit(f"error: {e}")
     jp, png = llm_bridge_fig.main(runs_dir / run_name(cfg) / "results.json", out)
@@ -111,13 +107,11 @@ def _llm(preset: str, runs_dir: Path, out: Path, resume: bool, progress: bool):
 
 def _study(preset: str, runs_dir: Path, out: Path, resume: bool, progress: bool):
     from figures import llm_study_fig
-    from llm_bridge.config import StudyConfig
-    from llm_bridge.models import ModelError
-    from llm_bridge.study import run
+    from llm_bridge import ModelError, StudyConfig, run_study
 
     cfg = (StudyConfig.quick if preset == "quick" else StudyConfig.paper)()
     try:
-        run(cfg, runs_dir / cfg.name(), resume=resume, progress=progress)
+        run_study(cfg, runs_dir / cfg.name(), resume=resume, progress=progress)
     except ModelError as e:
         raise SystemExit(f"error: {e}")
     jp, png = llm_study_fig.main(runs_dir / cfg.name() / "study.json", out)

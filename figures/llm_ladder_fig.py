@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from figures.common import FIGURES_DIR, load_json, replot_cli, save_figure, save_then_plot
-from llm_bridge.rungs import RUNGS
+from llm_bridge import RUNGS
 
 COLORS = {"student": "C0", "control": "0.5", "other": "C1", "mismatched": "C7", "shuffle_within": "C8",
           "shuffle_across": "C9"}

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from figures.common import FIGURES_DIR, load_json, replot_cli, save_figure, save_then_plot
-from llm_bridge.rungs import RUNGS
+from llm_bridge import RUNGS
 
 KEEP = ("config", "fingerprint", "animals", "traits", "probe_trait", "summary", "base_model", "word_tokens",
         "timings")

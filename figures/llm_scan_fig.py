@@ -153,11 +153,11 @@ def main(evaluation_path, out_dir=FIGURES_DIR, *, name: str) -> tuple[Path, Path
 def run(preset: str = "quick", *, resume: bool = False, out: Path | None = None,
         figures_dir: Path = FIGURES_DIR, progress: bool = True) -> tuple[Path, Path]:
     """Run the evaluation's ``preset`` (runs/NAME unless ``out``), then draw it."""
-    from llm_bridge.scan import ScanEvalConfig, evaluate
+    from llm_bridge import ScanEvalConfig, evaluate_scan
 
     cfg = {"tiny": ScanEvalConfig.tiny, "quick": ScanEvalConfig.quick, "paper": ScanEvalConfig.paper}[preset]()
     out = out or Path("runs") / cfg.name()
-    evaluate(cfg, out, resume=resume, progress=progress)
+    evaluate_scan(cfg, out, resume=resume, progress=progress)
     return main(Path(out) / "evaluation.json", figures_dir, name=cfg.name())
 
 

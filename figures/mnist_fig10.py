@@ -35,7 +35,7 @@ def file_stem(config) -> str:
 
 
 def compute(config, *, out_dir="runs", resume: bool = True, progress: bool = True) -> dict:
-    from mnist_mlp.experiment import run
+    from mnist_mlp import run
 
     return run(config, out_dir, resume=resume, progress=progress)
 
@@ -99,7 +99,7 @@ def plot(data: dict, path) -> Path:
 
 def main(config=None, out_dir=FIGURES_DIR, *, runs_dir="runs", resume: bool = True,
          progress: bool = True) -> tuple[Path, Path, dict]:
-    from mnist_mlp.config import MnistConfig
+    from mnist_mlp import MnistConfig
 
     config = config or MnistConfig.quick()
     base = Path(out_dir) / file_stem(config)

@@ -141,11 +141,11 @@ def main(name: str, preset: str, out=FIGURES_DIR, *, runs_dir="runs", resume: bo
          **kw) -> tuple[Path, Path, dict]:
     """Run (or resume) sweep ``name``, save its JSON and PNG in ``out``; then redraw the map of all of ``out``'s
     finished sweeps of this preset."""
-    from mnist_mlp import sweeps
+    from mnist_mlp import run_sweep, sweep_name
 
-    res = sweeps.run_sweep(name, preset, out_dir=runs_dir, resume=resume, progress=progress, **kw)
+    res = run_sweep(name, preset, out_dir=runs_dir, resume=resume, progress=progress, **kw)
     seed = kw.get("seed", 0)
-    stem = sweeps.sweep_name(name, preset, seed)
+    stem = sweep_name(name, preset, seed)
     jp, png, saved = save_then_plot(res, Path(out) / f"{stem}.json", Path(out) / f"{stem}.png", plot)
     draw_map(preset, out, seed=seed)
     return jp, png, saved
@@ -153,12 +153,12 @@ def main(name: str, preset: str, out=FIGURES_DIR, *, runs_dir="runs", resume: bo
 
 def draw_map(preset: str, out=FIGURES_DIR, *, seed: int = 0):
     """The transfer map of ``out``'s finished sweeps of ``preset`` (JSON + PNG); None when none is finished."""
-    from mnist_mlp import sweeps
+    from mnist_mlp import load_sweeps, transfer_map
 
-    done = sweeps.load_sweeps(out, preset, seed)
+    done = load_sweeps(out, preset, seed)
     if not done:
         return None
-    m = {**sweeps.transfer_map(done), "preset": preset}
+    m = {**transfer_map(done), "preset": preset}
     stem = f"mnist_transfer_map_{preset}_seed{seed}"
     return save_then_plot(m, Path(out) / f"{stem}.json", Path(out) / f"{stem}.png", plot_map)
 

@@ -27,10 +27,10 @@ def file_stem(config) -> str:
 
 
 def compute(config, *, data_dir=None, download: bool = False, progress: bool = True) -> dict:
-    from theory.optimizer_grid import run
+    from theory import run_optimizer_grid
 
     config, mnist = grid_inputs(config, data_dir, download=download)
-    return run(config, mnist=mnist, progress=progress)
+    return run_optimizer_grid(config, mnist=mnist, progress=progress)
 
 
 def _frac(cell):

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from figures.common import FIGURES_DIR, nan_array, replot_cli, save_figure, save_then_plot, stem  # noqa: E402
-from theory.experiment import fmt  # noqa: E402
+from theory import fmt  # noqa: E402
 
 NAME = "theory_projection"
 
@@ -38,7 +38,7 @@ def grid_inputs(config, data_dir=None, *, download: bool = False):
     import functools
     import sys
 
-    from mnist_mlp.data import DataError, data_required, ensure_mnist, load_mnist
+    from mnist_mlp import DataError, data_required, ensure_mnist, load_mnist
 
     if "mnist" not in config.inputs:
         return config, None
@@ -54,17 +54,17 @@ def grid_inputs(config, data_dir=None, *, download: bool = False):
 
 
 def compute(config, *, data_dir=None, download: bool = False, progress: bool = True) -> dict:
-    from theory.experiment import run
+    from theory import run_grid
 
     config, mnist = grid_inputs(config, data_dir, download=download)
-    return run(config, mnist=mnist, progress=progress)
+    return run_grid(config, mnist=mnist, progress=progress)
 
 
 def grid_main(name: str, compute_fn, plot_fn, config=None, out_dir=FIGURES_DIR, *, json_path=None, data_dir=None,
               download: bool = False, progress: bool = True) -> tuple[Path, Path, dict]:
     """Compute a theory-grid figure's data (default config: the quick grid), save its JSON, plot from that JSON.
     Returns (json path, png path, data)."""
-    from theory.config import TheoryConfig
+    from theory import TheoryConfig
 
     config = config or TheoryConfig.quick()
     base = Path(out_dir) / grid_stem(name, config)

@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["LOCK_NAME", "UMASK", "ResultsError", "RunDir", "atomic_dir", "atomic_write", "environment", "fingerprint",
-           "injected", "json_ready", "keep_freed_memory", "load_arrays", "load_json", "lock_folder", "peak_rss_mb",
-           "save_arrays", "save_json", "unlock_folder"]
+           "injected", "json_ready", "keep_freed_memory", "load_arrays", "load_json", "load_meta", "lock_folder",
+           "peak_rss_mb", "save_arrays", "save_json", "unlock_folder"]
 
 UMASK = os.umask(0)
 os.umask(UMASK)
