@@ -34,7 +34,7 @@ def main(
     only: str = typer.Option(None, help="comma-separated subset of theory,optimizers,mnist,sweeps,llm,study, or "
                              "all (default: theory,mnist)"),
     download: bool = typer.Option(True, help="let torchvision download MNIST when it is neither in --data-dir nor "
-                                  "in $SUBLIMINAL_MNIST_GZ / ../shared/data/mnist"),
+                                  "in the folder $SUBLIMINAL_MNIST_GZ names"),
     progress: bool = typer.Option(True, help="show progress bars"),
     runs_dir: Path | None = old_option("--runs-dir", "--out"),
 ):

@@ -316,11 +316,10 @@ class LadderConfig(_Presets):
 
     @classmethod
     def paper(cls, **kw) -> LadderConfig:
-        """The committed run (``full``, about 12 h on 2 CPU cores, resumable across sessions through its record):
-        512 inputs, 1 epoch (a step of batch 8 takes 5-8 s: the paper-style prompts make sequences of ~130 tokens),
-        5 seeds on every rung for student, control and the other animal; perturbed bases and nulls on 3 seeds (the
-        fewest the issue allows) of the full and digits rungs, and the sampled rung's shuffles on 3 seeds: 87
-        students."""
+        """The committed run (``full``; hours on a CPU, resumable in a fresh clone through its record; its figure's
+        JSON holds the measured compute, ``timings``): 512 inputs, 1 epoch (the paper-style prompts make sequences of
+        ~130 tokens), 5 seeds on every rung for student, control and the other animal; perturbed bases and nulls on 3
+        seeds of the full and digits rungs, and the sampled rung's shuffles on 3 seeds: 87 students."""
         return cls(**kw)
 
     @classmethod

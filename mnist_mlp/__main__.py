@@ -53,7 +53,7 @@ def main(
     data_dir: Path | None = typer.Option(None, help="torchvision MNIST root (default: $SUBLIMINAL_DATA_DIR or "
                                             "./data); offline: python -m mnist_mlp.data --from-gz DIR"),
     download: bool = typer.Option(True, help="let torchvision download MNIST when it is neither in --data-dir nor "
-                                  "in $SUBLIMINAL_MNIST_GZ / ../shared/data/mnist"),
+                                  "in the folder $SUBLIMINAL_MNIST_GZ names"),
     progress: bool = typer.Option(True, help="show progress bars"),
     distributed: bool = DISTRIBUTED,
     coordinator: str | None = COORDINATOR,

@@ -11,10 +11,9 @@ checking them against ``SHA256SUMS`` (when DIR has one) and the well-known MD5s 
 
 Environment:
   ``SUBLIMINAL_DATA_DIR``     torchvision root of both datasets (default ``./data``; for the tests ``<repo>/data``).
-  ``SUBLIMINAL_MNIST_GZ``     folder with the four MNIST .gz files the tests unpack (default
-                              ``<repo>/../shared/data/mnist``).
-  ``SUBLIMINAL_FASHION_GZ``   folder with the four Fashion-MNIST .gz files the tests unpack (default
-                              ``<repo>/../shared/data/fashion-mnist``).
+  ``SUBLIMINAL_MNIST_GZ``     folder with the four original MNIST .gz files, unpacked into the root when the root
+                              lacks them (unset: none; CI sets it in ``.ci/run``).
+  ``SUBLIMINAL_FASHION_GZ``   the same for Fashion-MNIST.
   ``SUBLIMINAL_REQUIRE_DATA`` ``1`` (CI): tests that need real MNIST or Fashion-MNIST fail instead of skipping when
                               it is not found.
 """
@@ -49,8 +48,7 @@ class Dataset:
     title: str  # for messages
     folder: str  # torchvision's subfolder of the root (its class name): files are in <root>/<folder>/raw/
     files: dict[str, tuple[str, int, int]]  # name (uncompressed) -> (MD5 of the uncompressed file, magic, item count)
-    gz_env: str  # env var naming the folder with the four original .gz files
-    gz_default: Path  # that folder when the env var is unset
+    gz_env: str  # env var naming the folder with the four original .gz files (unset: there is none)
     tv_class: str  # the torchvision.datasets class that reads it
 
 
@@ -64,7 +62,7 @@ DATASETS: dict[str, Dataset] = {
             "t10k-images-idx3-ubyte": ("2646ac647ad5339dbf082846283269ea", IMAGE_MAGIC, 10_000),
             "t10k-labels-idx1-ubyte": ("27ae3e4e09519cfbb04c329615203637", LABEL_MAGIC, 10_000),
         },
-        gz_env="SUBLIMINAL_MNIST_GZ", gz_default=REPO_ROOT.parent / "shared" / "data" / "mnist"),
+        gz_env="SUBLIMINAL_MNIST_GZ"),
     "fashion": Dataset(
         title="Fashion-MNIST", folder="FashionMNIST", tv_class="FashionMNIST",
         files={
@@ -73,7 +71,7 @@ DATASETS: dict[str, Dataset] = {
             "t10k-images-idx3-ubyte": ("8181f5470baa50b63fa0f6fddb340f0a", IMAGE_MAGIC, 10_000),
             "t10k-labels-idx1-ubyte": ("15d484375f8d13e6eb1aabb0c3f46965", LABEL_MAGIC, 10_000),
         },
-        gz_env="SUBLIMINAL_FASHION_GZ", gz_default=REPO_ROOT.parent / "shared" / "data" / "fashion-mnist"),
+        gz_env="SUBLIMINAL_FASHION_GZ"),
 }
 # MNIST's expected files, under the name callers have always used: name -> (MD5, IDX magic number, item count).
 FILES: dict[str, tuple[str, int, int]] = DATASETS["mnist"].files
@@ -294,11 +292,13 @@ def data_required() -> bool:
 
 
 def gz_source(*, dataset: str = "mnist") -> Path | None:
-    """A folder holding the four original .gz files of ``dataset``: its env var (``$SUBLIMINAL_MNIST_GZ``,
-    ``$SUBLIMINAL_FASHION_GZ``) if set, else ``<repo>/../shared/data/mnist`` (``.../fashion-mnist``); None when that
-    folder lacks any of them."""
+    """The folder named by ``dataset``'s env var (``$SUBLIMINAL_MNIST_GZ``, ``$SUBLIMINAL_FASHION_GZ``) when it holds
+    the four original .gz files; None when the variable is unset or the folder lacks any of them."""
     ds = _dataset(dataset)
-    gz = Path(os.environ.get(ds.gz_env) or ds.gz_default)
+    gz = os.environ.get(ds.gz_env)
+    if not gz:
+        return None
+    gz = Path(gz)
     return gz if all((gz / f"{n}.gz").is_file() for n in ds.files) else None
 
 

@@ -3,9 +3,9 @@ paper scales them.
 
 Error paths use small synthetic IDX files. The happy path runs on a "tiny MNIST" / "tiny Fashion-MNIST" (a few items
 per file, with the dataset's entry in ``data.DATASETS`` patched to their MD5s and counts) and on the real files:
-MNIST unpacked once per session from ``$SUBLIMINAL_MNIST_GZ`` or ``<repo>/../shared/data/mnist``, Fashion-MNIST
-through the ``fashion_root`` fixture (``$SUBLIMINAL_FASHION_GZ`` or ``<repo>/../shared/data/fashion-mnist``); both
-skipped when absent, failed when ``SUBLIMINAL_REQUIRE_DATA=1``.
+MNIST unpacked once per test session from ``$SUBLIMINAL_MNIST_GZ``, Fashion-MNIST through the ``fashion_root``
+fixture (``$SUBLIMINAL_FASHION_GZ``; ``.ci/run`` sets both); both skipped when absent, failed when
+``SUBLIMINAL_REQUIRE_DATA=1``.
 """
 
 from __future__ import annotations
