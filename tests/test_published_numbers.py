@@ -1,5 +1,6 @@
-"""Every number README.md and paper_notes.md publish from a committed artifact equals that artifact's value, as
-printed in the text: a number edited in a document, or an artifact regenerated without its documents, fails here.
+"""Every number README.md, paper_notes.md and the docs/ pages publish from a committed artifact equals that
+artifact's value, as printed in the text: a number edited in a document, or an artifact regenerated without its
+documents, fails here.
 
 Each claim is (document, the text as the document prints it), the text built from the JSON it names. Numbers
 measured elsewhere are marked so in the documents themselves, with the command that measured them."""
@@ -51,15 +52,15 @@ def theory_claims():
                                         "first_order_error_slope_relu"))
     checks = f"**{pct(s['lemma1_fraction_nonnegative_shared'], 0)}%** of {s['n_checks']} checks"
     falls = f"**{pct(s['theorem1_teacher_loss_falls_where_positive'], 0)}%** of {s['n_cases']} cases"
-    for d in ("README.md", "paper_notes.md"):
+    for d in ("docs/theory.md", "paper_notes.md"):
         yield d, checks
         yield d, f"**{pct(s['other_init_fraction_negative'])}%**"
         yield d, f"{pct(s['large_eps_fraction_negative_shared'])}%"
-    yield "README.md", (f"**{st['pooled']:.3f}** pooled, {st['median']:.3f} median "
+    yield "docs/theory.md", (f"**{st['pooled']:.3f}** pooled, {st['median']:.3f} median "
                         f"(smooth nets {smooth['pooled']:.3f}; ReLU {relu['pooled']:.3f}: activation kinks)")
     yield "paper_notes.md", f"log-log slope **{st['pooled']:.3f}** pooled (within-case), **{st['median']:.3f}** median"
-    yield "README.md", f"float64; {s['wall_seconds']:.0f} s on 2 CPU cores"
-    yield "README.md", falls
+    yield "docs/theory.md", f"float64; {s['wall_seconds']:.0f} s on 2 CPU cores"
+    yield "docs/theory.md", falls
     yield "paper_notes.md", falls + " with first-order projection > 0"
     yield "paper_notes.md", (f"{pct(st['fraction_within_0.1'])}% of {st['n_fitted']} fits within 1 +- 0.1. "
                              f"Smooth nets "
@@ -83,8 +84,8 @@ def optimizer_claims():
     adam, sign = (pct(f[o]["lemma_shared"]["fraction_negative"][1]["fraction"]) for o in ("adam", "signsgd"))
     yield "paper_notes.md", f"SignSGD: {adam}% and {sign}% of random dT"
     yield "paper_notes.md", f"predicts\n  {pct(lim['lemma']['fraction'])}%"
-    yield "README.md", f"negative for {adam}% and {sign}% of\nrandom dT"
-    yield "README.md", f"the same 336 networks, {s['wall_seconds']:.0f} s"
+    yield "docs/theory.md", f"negative for {adam}% and {sign}% of\nrandom dT"
+    yield "docs/theory.md", f"the same 336 networks, {s['wall_seconds']:.0f} s"
     yield "paper_notes.md", f"float64, in {s['wall_seconds']:.0f} s on 2 CPU cores"
     yield "paper_notes.md", f"in {pct(s['signsgd_matches_limit_at_smallest_eps'])}% of shared-init checks"
     k = [pct(ks[o]["theorem_shared"]["fraction_negative"][-1]["fraction"]) for o in ("sgd", "momentum", "adam",
@@ -100,20 +101,20 @@ def ladder_claims():
     def lr(r, ref):
         return f"{by[f'random/{r}/student'][f'log_ratio_vs_{ref}']['mean']:+.2f}"
 
-    yield "README.md", " / ".join(lr(r, "control") for r in rungs) + "; against the other-animal control: " + \
+    yield "docs/llm.md", " / ".join(lr(r, "control") for r in rungs) + "; against the other-animal control: " + \
         " / ".join(lr(r, "other") for r in rungs)
-    yield "README.md", f"transfer: {sc['spearman_r']:+.2f} over {sc['n']} students"
+    yield "docs/llm.md", f"transfer: {sc['spearman_r']:+.2f} over {sc['n']} students"
     yield "paper_notes.md", f"Spearman r = {sc['spearman_r']:+.2f}, 95% bootstrap CI\n  [{sc['ci95'][0]:+.2f}, " \
                             f"{sc['ci95'][1]:+.2f}], over {sc['n']} students"
     pb = by["random/full/perturbed0.03"]
     yield "paper_notes.md", (f"(text NLL {pb['perturbed_base_text_nll']['mean']:.3f} against the base's "
                              f"{d['base_text_nll']:.3f}")
-    yield "README.md", f"{d['timings']['students_s']:.0f} s of student compute"
+    yield "docs/llm.md", f"{d['timings']['students_s']:.0f} s of student compute"
     b = load("benchmarks/results/ladder_throughput.json")["numbers"]
-    yield "README.md", (f"{b['ratio_vs_sft']['digits']:.2f}x the tokens/s of the full-vocabulary SFT step "
+    yield "docs/llm.md", (f"{b['ratio_vs_sft']['digits']:.2f}x the tokens/s of the full-vocabulary SFT step "
                         f"({b['median']['digits']['tokens_per_s']:.0f} vs {b['median']['sft']['tokens_per_s']:.0f} "
                         f"tokens/s)")
-    yield "README.md", f"rung runs at {b['ratio_vs_sft']['full']:.2f}x"
+    yield "docs/llm.md", f"rung runs at {b['ratio_vs_sft']['full']:.2f}x"
     for r in rungs:
         st, co, ot = (by[f"random/{r}/{a}"] for a in ("student", "control", "other"))
         yield "paper_notes.md", (f"| {r} | {st['p_trait']['mean']:.2e} | {co['p_trait']['mean']:.2e} | "
@@ -135,7 +136,7 @@ def times(x: float) -> str:
 
 
 def ladder_readme_rows(s: dict) -> list[str]:
-    """README's per-rung table of the full ladder, computed from the record's summary: both log ratios, P(trait)'s
+    """docs/llm.md's per-rung table of the full ladder, computed from the record's summary: both log ratios, P(trait)'s
     rise over the neutral control beside the other animals' median rise and their quotient, the projection of student
     and other-trait student, the first step (soft rungs) and each rung's Spearman r; then the pooled r."""
     from llm_bridge import rungs
@@ -160,8 +161,8 @@ def ladder_readme_rows(s: dict) -> list[str]:
 
 
 def ladder_full_claims():
-    """README's and paper_notes' full ladder: the numbers of every rung its committed record has, read back through
-    ``llm_bridge.ladder_report.record_summary`` (a resumed or rerun record changes them; this keeps the text in
+    """docs/llm.md's and paper_notes' full ladder: the numbers of every rung its committed record has, read back
+    through ``llm_bridge.ladder_report.record_summary`` (a resumed or rerun record changes them; this keeps the text in
     step)."""
     from llm_bridge.config import LadderConfig
     from llm_bridge.ladder_report import format_ci, record_summary, summary_tables
@@ -181,7 +182,7 @@ def ladder_full_claims():
     st, co, ot = (by[f"random/full/{a}"] for a in ("student", "control", "other"))
     yield "paper_notes.md", (f"P(owl) is {st['p_trait']['mean']:.2e} against the neutral control's "
                              f"{co['p_trait']['mean']:.2e} and the cat student's {ot['p_trait']['mean']:.2e}")
-    yield "README.md", (f"log ratio {r(st['log_ratio_vs_control'])} against the control and "
+    yield "docs/llm.md", (f"log ratio {r(st['log_ratio_vs_control'])} against the control and "
                         f"{r(st['log_ratio_vs_other'])} against the other-trait control")  # paper_notes': per rung
     for x in (st["contains_rate"], co["contains_rate"]):
         yield "paper_notes.md", f"{pct(x['mean'])}% [{pct(x['ci95'][0])}, {pct(x['ci95'][1])}]"
@@ -216,7 +217,7 @@ def ladder_full_claims():
     if "random/sampled/student" in by:  # the sampled shift's generic part
         owl, others = trait_rise(by, "sampled")
         top, median = max(others, key=others.get), np.median(list(others.values()))
-        yield "README.md", f"other animals rise nearly as much (median {median:.1f}x)"
+        yield "docs/llm.md", f"other animals rise nearly as much (median {median:.1f}x)"
         yield "paper_notes.md", f"raise the other animals nearly as much: a median x{median:.1f}"
         yield "paper_notes.md", (f"{sum(v > owl for v in others.values())} of the {len(others)} rise more\n    than "
                                  f"owl's {owl:.1f}x ({top} most, x{others[top]:.1f})")
@@ -234,12 +235,12 @@ def ladder_full_claims():
     lo, hi = grouped["ci95"]
     yield "paper_notes.md", (f"gives {grouped['spearman_r']:+.2f} [{lo:+.2f}, {hi:+.2f}] "
                              f"over the {len({(q['inputs'], q['rung'], q['seed']) for q in pts})} triples")
-    yield "README.md", f"Full preset ({s['n_students']} students in {len(s['triples'])} triples"
+    yield "docs/llm.md", f"Full preset ({s['n_students']} students in {len(s['triples'])} triples"
     for rung, lead in (("no-trait-words", "the control is"), ("digits", "it is"), ("sampled", "it is")):
         if f"random/{rung}/student" in by:
             x = by[f"random/{rung}/student"]["log_ratio_vs_control"]["mean"]
-            yield "README.md", f"{lead} {x:+.2f} ({times(math.exp(x))})"
-    yield from (("README.md", row) for row in ladder_readme_rows(s))
+            yield "docs/llm.md", f"{lead} {x:+.2f} ({times(math.exp(x))})"
+    yield from (("docs/llm.md", row) for row in ladder_readme_rows(s))
     # within an arm the projection does not rank the seeds: the range of r over the 5-seed (rung, arm) cells
     from scipy.stats import spearmanr
 
@@ -249,7 +250,7 @@ def ladder_full_claims():
     rs = [spearmanr([p["proj_diff_specific"] for p in v], [p["delta_log_p_trait"] for p in v]).statistic
           for v in by_cell.values() if len(v) == 5]
     within = f"lies between {min(rs):+.1f} and {max(rs):+.1f}"
-    yield "README.md", f"the r over the\nseeds {within}"
+    yield "docs/llm.md", f"the r over the\nseeds {within}"
     yield "paper_notes.md", f"the r\n    over the seeds {within}"
     figure = ROOT / "figures" / f"{c.name()}.json"
     tail = load(str(figure.relative_to(ROOT)))["target_tail_mass"]["random_teacher"]["full"]
@@ -258,7 +259,7 @@ def ladder_full_claims():
     figure = ROOT / "figures" / f"{c.name()}.json"
     if figure.exists():
         drawn = load(str(figure.relative_to(ROOT)))
-        for d in ("README.md", "paper_notes.md"):
+        for d in ("docs/llm.md", "paper_notes.md"):
             yield d, f"{drawn['timings']['students_s']:.0f} s of student compute"
         minutes = np.array([cell["seconds"] for cell in drawn["cells"]]) / 60
         yield "paper_notes.md", (f"{minutes.mean():.1f} min on average with its evaluation (median "
@@ -267,7 +268,7 @@ def ladder_full_claims():
         yield "paper_notes.md", (f"the neutral twin {tp['neutral']:.1e}, the cat teacher's P(owl) {tp['other']:.1e}; "
                                  f"base\n{tp['base']:.1e}")
         yield "paper_notes.md", f"P(owl)\n{tp['teacher']:.2f} on the evaluation questions"
-    yield "README.md", f"with Spearman r {s['scatter']['spearman_r']:+.2f} over {s['scatter']['n']}"
+    yield "docs/llm.md", f"with Spearman r {s['scatter']['spearman_r']:+.2f} over {s['scatter']['n']}"
     # the tables `--report` prints, quoted whole: every rung and arm the record has finished, with its CIs
     for line in summary_tables(s, c.trait):
         if line:
@@ -283,13 +284,13 @@ def mnist_claims():
         mean = f"**{pct(a['mean'])}%**" if bold else f"{pct(a['mean'])}%"
         return f"{mean} {ci(a['ci95'])}"
 
-    for d in ("README.md", "paper_notes.md"):
+    for d in ("docs/mnist.md", "paper_notes.md"):
         yield d, acc("aux_same", bold=True)
         yield d, acc("aux_other", bold=True)
         yield d, acc("teacher")
         yield d, acc("reference")
-    yield "README.md", acc("all_same")
-    yield "README.md", acc("all_other")
+    yield "docs/mnist.md", acc("all_same")
+    yield "docs/mnist.md", acc("all_other")
     yield "paper_notes.md", f"shared init {acc('all_same')}; cross-model {acc('all_other')}"
     a = s["aux_same"]["accuracy"]
     yield "paper_notes.md", f"(min {pct(a['min'])}%, max {pct(a['max'])}%)"
@@ -322,9 +323,9 @@ def mnist_claims():
     yield "paper_notes.md", f"took **{t['total_s']:.0f} s** ({t['total_s'] / 60:.1f} min) wall"
     yield "paper_notes.md", f"{t['teachers_s']:.0f} s for the teachers, {t['students_s']:.0f} s for the students"
     yield "paper_notes.md", f"The memory peak was **{t['peak_rss_mb'] / 1000:.1f} GB**"
-    yield "README.md", f"took {t['total_s']:.0f} s ({t['total_s'] / 60:.1f} min)"
-    yield "README.md", f"({t['teachers_s']:.0f} s for the teachers, {t['students_s']:.0f} s for the students)"
-    yield "README.md", f"{t['peak_rss_mb']:.0f} MB memory peak"
+    yield "docs/mnist.md", f"took {t['total_s']:.0f} s ({t['total_s'] / 60:.1f} min)"
+    yield "docs/mnist.md", f"({t['teachers_s']:.0f} s for the teachers, {t['students_s']:.0f} s for the students)"
+    yield "docs/mnist.md", f"{t['peak_rss_mb']:.0f} MB memory peak"
 
 
 def sci(x: float) -> str:
@@ -385,7 +386,7 @@ def llm_claims():
                      f"contains-rate student {rate(t['student']['contains_rate'])} vs control "
                      f"{rate(t['control']['contains_rate'])}"),
     }
-    for d_ in ("README.md", "paper_notes.md"):
+    for d_ in ("docs/llm.md", "paper_notes.md"):
         for key in ("soft", "sampled", "dw", "lora", "transfer"):
             yield d_, rows[key]
     sysrate = t["base+system_prompt"]["contains_rate"]
@@ -398,11 +399,11 @@ def llm_claims():
                              f"diagnostic {s_['diagnostic']:.0f} s, first step {s_['first_step']:.0f} s, trait "
                              f"{s_['trait']:.0f} s, model load {tm['load_model_s']:.0f} s); peak RSS "
                              f"**{tm['peak_rss_mb']:.0f} MB**")
-    yield "README.md", f"this run took {tm['wall_s']:.0f} s ({tm['wall_s'] / 60:.0f} min)"
+    yield "docs/llm.md", f"this run took {tm['wall_s']:.0f} s ({tm['wall_s'] / 60:.0f} min)"
     free = [d["numbers"][s]["free_sampling_kept_fraction"]["mean"] for s in ("teacher", "base")]
     yield "paper_notes.md", (f"passes the paper's filter in {pct(free[0])}% (teacher) and {pct(free[1])}% (base) of 32 "
                              "answers per seed")
-    yield "README.md", f"its final, resumed invocation took {load(STUDY)['timings']['wall_s']:.0f} s"
+    yield "docs/llm.md", f"its final, resumed invocation took {load(STUDY)['timings']['wall_s']:.0f} s"
 
 
 def sweep_claims():
@@ -427,22 +428,23 @@ def sweep_claims():
             same, other = curves["aux_same"], curves["aux_other"]
             assert (same > 0).all()  # what "at all ... steps" / "at every one of the ... steps" say
             yield "paper_notes.md", f"positive at all {len(same)} steps (mean {same.mean():+.4f}"
-            yield "README.md", f"positive cosine with the teacher's task gradient (mean {same.mean():+.4f})"
-            for doc_name in ("paper_notes.md", "README.md"):
+            yield "docs/sweeps.md", f"positive cosine with the teacher's task gradient (mean {same.mean():+.4f})"
+            for doc_name in ("paper_notes.md", "docs/sweeps.md"):
                 yield doc_name, f"different-init student's averages {other.mean():+.4f}"
-            yield "README.md", f"at every one of the {len(same)} student steps"
+            yield "docs/sweeps.md", f"at every one of the {len(same)} student steps"
 
 
 def map_claims():
-    """README's statement of the transfer map: each Spearman r it quotes, with its CI and n, and the sweeps it pools."""
+    """docs/sweeps.md's statement of the transfer map: each Spearman r it quotes, with its CI and n, and the sweeps it
+    pools."""
     if not (ROOT / SWEEP_MAP).exists():
         return
     m = load(SWEEP_MAP)
-    yield "README.md", f"pools the sweeps {', '.join(m['sweeps'])}: {m['n_cells']} cells"
+    yield "docs/sweeps.md", f"pools the sweeps {', '.join(m['sweeps'])}: {m['n_cells']} cells"
     for key, pred in (("correlations", "first_step_projection"), ("correlations_same_init", "first_step_projection"),
                       ("correlations_same_init", "first_step_cos"), ("correlations_same_init", "total_update_cos")):
         c = m[key][pred]
-        yield "README.md", f"{c['spearman_r']:+.2f} [{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}] (n = {c['n']})"
+        yield "docs/sweeps.md", f"{c['spearman_r']:+.2f} [{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}] (n = {c['n']})"
 
 
 def speed_claims():
@@ -477,12 +479,54 @@ def scan_claims():
             flags = " / ".join(frac(c["flagged"][k]) for k in ("trait", "neutral", "shuffled", "mixed"))
             row = (f"| {det}, {label} | {auc(c['auroc']['neutral'])} | {frac(c['top1'])} / {frac(c['top3'])} | "
                    f"{flags} |")
-            yield "README.md", row
+            yield "docs/llm.md", row
             yield "paper_notes.md", row
 
 
-CLAIMS = [*theory_claims(), *optimizer_claims(), *ladder_claims(), *ladder_full_claims(), *mnist_claims(),
-          *study_claims(), *llm_claims(), *speed_claims(), *sweep_claims(), *map_claims(), *scan_claims()]
+def glance_claims():
+    """README's "Results at a glance": each row's numbers with their 95% CIs, read from the JSON (or record) of the
+    figure the row links. The Lemma 1 count's interval is a Wilson interval computed here (the JSON has the count)."""
+    from scipy.stats import binomtest
+
+    from llm_bridge.config import LadderConfig
+    from llm_bridge.ladder_report import format_ci, record_summary
+
+    s = load(THEORY)["summary"]
+    n = s["n_checks"]
+    k = round(s["lemma1_fraction_nonnegative_shared"] * n)
+    w = binomtest(k, n).proportion_ci(method="wilson")
+    yield "README.md", (f"dS . dT >= 0 from a shared init in **{pct(k / n, 0)}%** of {n} checks {ci((w.low, w.high))}; "
+                        f"from a different init **{pct(s['other_init_fraction_negative'])}%** are negative")
+    m = load(MNIST)["summary"]
+    a, o = m["aux_same"]["accuracy"], m["aux_other"]["accuracy"]
+    yield "README.md", (f"test accuracy from the shared init **{pct(a['mean'])}%** {ci(a['ci95'])}, from another run's "
+                        f"init **{pct(o['mean'])}%** {ci(o['ci95'])}")
+    mp = load(SWEEP_MAP)
+
+    def r(c):
+        return f"{c['spearman_r']:+.2f} [{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}] (n = {c['n']})"
+
+    yield "README.md", (f"Spearman r {r(mp['correlations']['first_step_projection'])} over all students; among "
+                        f"shared-init students the whole update's cosine does best, "
+                        f"{r(mp['correlations_same_init']['total_update_cos'])}")
+    f = load(OPTIMIZERS)["summary"]["first_step"]
+
+    def neg(o):
+        c = f[o]["lemma_shared"]["fraction_negative"][1]  # eps = 1e-3, as in paper_notes' table
+        return f"{pct(c['fraction'])}% {ci(c['ci95'])}"
+
+    yield "README.md", (f"negative for {neg('adam')} (Adam) and {neg('signsgd')} (SignSGD) of random teacher updates, "
+                        f"against {neg('sgd')} for SGD")
+    c = LadderConfig.paper()
+    by = record_summary(c, ROOT / "figures" / f"{c.name()}_record")["by_arm"]
+    lr = {rung: format_ci(by[f"random/{rung}/student"]["log_ratio_vs_control"], "+.2f") for rung in ("full", "digits")}
+    yield "README.md", f"{lr['full']} on the whole vocabulary, {lr['digits']} on the digit tokens alone"
+    yield "README.md", f"[ladder](figures/{c.name()}.png)"
+
+
+CLAIMS = [*glance_claims(), *theory_claims(), *optimizer_claims(), *ladder_claims(), *ladder_full_claims(),
+          *mnist_claims(), *study_claims(), *llm_claims(), *speed_claims(), *sweep_claims(), *map_claims(),
+          *scan_claims()]
 
 
 @pytest.mark.parametrize("document,text", CLAIMS, ids=[f"{d}:{t[:50]}" for d, t in CLAIMS])
