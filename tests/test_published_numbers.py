@@ -422,7 +422,7 @@ def sweep_claims():
                                             f"{s['total_update_cos']['mean']:.2f}" for s in same)
         minutes = "unknown" if data.get("compute_s") is None else f"{data['compute_s'] / 60:.0f}"
         yield "paper_notes.md", f"`figures/{path.stem}`; {minutes} min of compute"
-        if data["sweep"] == "alignment":  # the per-step cosines its row and README quote
+        if data["sweep"] == "alignment":  # the per-step cosines its row and docs/sweeps.md quote
             curves = {st: np.asarray(cells[0]["students"][st]["alignment_curve"]["mean"], float)
                       for st in ("aux_same", "aux_other")}
             same, other = curves["aux_same"], curves["aux_other"]
