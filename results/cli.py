@@ -43,8 +43,9 @@ def _wide_help() -> None:
         rich_utils.MAX_WIDTH = max(HELP_WIDTH, int(columns) if columns.isdigit() else 0)
 
 
-def make_app(doc: str, **kw) -> typer.Typer:
-    """The typer app of one CLI: its description ``doc`` opens every ``--help``; markdown help; no completion."""
+def make_app(doc: str | None, **kw) -> typer.Typer:
+    """The typer app of one CLI: its description ``doc`` (the module's ``__doc__``, None under ``python -OO``) opens
+    every ``--help``; markdown help; no completion."""
     _wide_help()
     kw.setdefault("rich_markup_mode", "markdown")
     return typer.Typer(add_completion=False, help=doc, **kw)

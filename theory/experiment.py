@@ -154,7 +154,7 @@ def compiled_case(arch_name: str, loss_names: tuple[str, ...], config: TheoryCon
 _COMPILES = {"active": False, "n": 0}
 
 
-def _count_compile(event: str, duration: float, **_) -> None:
+def _count_compile(event: str, duration_secs: float, **_) -> None:
     if _COMPILES["active"] and event == "/jax/core/compile/backend_compile_duration":
         _COMPILES["n"] += 1
 
@@ -166,7 +166,7 @@ def summarize(config: TheoryConfig, cases: list[dict], curves: dict) -> dict:
     eps = np.asarray(config.eps)
     small, large = eps <= config.small_eps_max, eps >= config.large_eps_min
     ls, lo, ts, to = (curves[k] for k in GROUPS)
-    def both(name, a, b, sel=slice(None)):
+    def both(name, a, b, sel: slice | np.ndarray = slice(None)):
         return np.concatenate([a[name][:, sel], b[name][:, sel]])
     roundoff = tolerances(config.dtype).roundoff
     # ReLU networks are only piecewise smooth: once eps crosses an activation kink the O(eps^2) remainder jumps.

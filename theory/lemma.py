@@ -122,9 +122,9 @@ class Lemma1Report:
 
 @struct.dataclass
 class Theorem1Report(Lemma1Report):
-    teacher_loss0: jax.Array = None  # L_T at the student's start
-    teacher_loss_change_E: jax.Array = None  # L_T(start + dS) - L_T(start)
-    first_order_loss_change_E: jax.Array = None  # grad L_T(start) . dS
+    teacher_loss0: jax.Array  # L_T at the student's start
+    teacher_loss_change_E: jax.Array  # L_T(start + dS) - L_T(start)
+    first_order_loss_change_E: jax.Array  # grad L_T(start) . dS
 
 
 def lemma1_sweep(apply_fn, params0, dT, xs, loss, lr, eps_E, student_params0):

@@ -176,7 +176,7 @@ _CONSTRUCTORS = {
 LOSS_NAMES = tuple(_CONSTRUCTORS)
 
 
-def get_loss(loss, **kwargs) -> Loss:
+def get_loss(loss: str | Loss, **kwargs) -> Loss:
     """A loss from its name (``"ce"``, ``"kl"``, ``"se"`` or the long names) or a callable passed through."""
     if callable(loss):
         if kwargs:

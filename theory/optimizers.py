@@ -123,7 +123,7 @@ def k_step_projection(apply_fn, params0, teacher_params, xs, loss, optimizer: op
 
     def measure(p):
         d_vec = flatten(tree_sub(p, start))
-        lt = teacher_loss(p) - lt0 if teacher_loss is not None else jnp.nan
+        lt = teacher_loss(p) - lt0 if teacher_loss is not None else jnp.asarray(jnp.nan)
         return jnp.vdot(d_vec, dT_vec), cosine(d_vec, dT_vec), loss(apply_fn(p, xs), targets_BxK), lt
 
     def step(carry, _):

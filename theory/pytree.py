@@ -10,6 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
 __all__ = [
     "check_same_structure",
@@ -50,7 +51,7 @@ def check_same_structure(a, b, *, names: tuple[str, str] = ("a", "b")) -> None:
 def check_finite(tree, *, name: str) -> None:
     """Raise ValueError if a concrete (non-traced) pytree holds NaN or inf; a no-op under jit tracing."""
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-        if isinstance(leaf, jax.core.Tracer):
+        if isinstance(leaf, Tracer):
             return
         arr = np.asarray(leaf)
         if np.issubdtype(arr.dtype, np.inexact) and not np.all(np.isfinite(arr)):
@@ -72,7 +73,8 @@ def flatten(tree) -> jax.Array:
 def inner(a, b) -> jax.Array:
     """Euclidean inner product <a, b> of two pytrees with the same structure (sum over all leaves)."""
     check_same_structure(a, b)
-    return sum(jnp.vdot(x, y) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+    terms = [jnp.vdot(x, y) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))]
+    return sum(terms[1:], terms[0]) if terms else jnp.asarray(0)  # the leaves in order, as sum(terms) adds them
 
 
 def norm(a) -> jax.Array:

@@ -103,8 +103,6 @@ def spearman_ci(x, y, *, groups=None, n_boot: int = 2000, seed: int = 0) -> dict
     students of one MNIST cell share its teachers) move together; ``None`` resamples single points. Empty under 3
     points or when x or y is constant (no rank correlation); the CI is ``[None, None]`` if no resample varies.
     """
-    from scipy.stats import spearmanr
-
     x, y = np.asarray(x, float), np.asarray(y, float)
     if x.shape != y.shape or x.ndim != 1:
         raise ValueError(f"spearman_ci needs two 1-D arrays of one length, got shapes {x.shape} and {y.shape}")
@@ -123,9 +121,17 @@ def spearman_ci(x, y, *, groups=None, n_boot: int = 2000, seed: int = 0) -> dict
     for _ in range(n_boot):
         i = np.concatenate([rows[j] for j in rng.integers(0, len(rows), len(rows))])
         if np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0:
-            boots.append(spearmanr(x[i], y[i]).statistic)
+            boots.append(_spearman_r(x[i], y[i]))
     ci = [float(v) for v in np.quantile(boots, [0.025, 0.975])] if boots else [None, None]
-    return {"spearman_r": float(spearmanr(x, y).statistic), "ci95": ci, "n": int(x.size)}
+    return {"spearman_r": _spearman_r(x, y), "ci95": ci, "n": int(x.size)}
+
+
+def _spearman_r(x, y) -> float:
+    """Spearman's rank correlation of x and y (scipy's ``spearmanr(x, y).statistic``)."""
+    from scipy.stats import spearmanr
+
+    # scipy's stubs type the result as a bare tuple class; at run time it is a SignificanceResult with .statistic
+    return float(spearmanr(x, y).statistic)  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def fit_loglog_slope(x, y) -> float:
@@ -152,7 +158,8 @@ def pooled_slope(eps_E, relative_error_CxE, mask_CxE) -> float:
     for err_E, m_E in zip(relative_error_CxE, mask_CxE):
         if m_E.sum() >= 2:
             x, y = np.log(np.asarray(eps_E)[m_E]), np.log(err_E[m_E])
-            lx.append(x - x.mean()), ly.append(y - y.mean())
+            lx.append(x - x.mean())
+            ly.append(y - y.mean())
     if not lx:
         return float("nan")
     lx, ly = np.concatenate(lx), np.concatenate(ly)
