@@ -37,8 +37,9 @@ app = make_app(__doc__)
 @app.callback(invoke_without_command=True)
 def main(
     ctx: typer.Context,
-    preset: str = preset_option(choices=("quick", "paper"), help="quick (4 runs, about a minute on CPU) or paper "
-                                "(100 runs)"),
+    preset: str = preset_option(choices=("tiny", "quick", "paper"), help="tiny (2 runs of 1 epoch on 2,048 noise "
+                                "images: seconds, for tests), quick (4 runs, about a minute on CPU) or paper (100 "
+                                "runs)"),
     runs: int | None = typer.Option(None, min=2, help="override the preset's number of runs (a cross-model student "
                                     "needs another run's teacher: at least 2)"),
     seed: int = seed_option(),
@@ -76,7 +77,7 @@ def main(
     from mnist_mlp.data import DataError, ensure_mnist
     from mnist_mlp.experiment import run
 
-    presets = {"quick": MnistConfig.quick, "paper": MnistConfig.paper}
+    presets = {"tiny": MnistConfig.tiny, "quick": MnistConfig.quick, "paper": MnistConfig.paper}
     if matmul_precision not in MATMUL_PRECISIONS:
         raise typer.BadParameter(f"unknown precision {matmul_precision!r}; choose one of "
                                  f"{', '.join(MATMUL_PRECISIONS)}", param_hint="--matmul-precision")
@@ -106,8 +107,9 @@ def sweep(
     name: str = typer.Argument(..., help="a sweep of mnist_mlp.sweeps.SWEEPS (init, width, aux, loss, optimizer, "
                                "student_epochs, teacher_epochs, inputs, fashion, ablation, liminal, heads, "
                                "alignment), or all"),
-    preset: str = preset_option(choices=("quick", "paper"), old_names=OLD_PRESET_NAMES,
-                                help="quick (2 runs per cell, 10,240 noise images; a few minutes) or paper (25 runs "
+    preset: str = preset_option(choices=("tiny", "quick", "paper"), old_names=OLD_PRESET_NAMES,
+                                help="tiny (2 runs per cell of 1 epoch on 2,048 noise images; for tests), quick (2 "
+                                "runs per cell, 10,240 noise images; a few minutes) or paper (25 runs "
                                 "per cell, the paper protocol; resumable; its files are named full, paper's old name "
                                 "here, which is still accepted)"),
     seed: int = seed_option(help="root seed of every cell"),
@@ -165,7 +167,7 @@ def sweep(
 
 
 # the CLI's preset -> mnist_mlp.sweeps' own name (file names carry it: mnist_sweep_init_full_seed0.json)
-SWEEP_PRESETS = {"quick": "quick", "paper": "full"}
+SWEEP_PRESETS = {"tiny": "tiny", "quick": "quick", "paper": "full"}
 
 
 def _seconds(s) -> str:

@@ -76,6 +76,14 @@ class MnistConfig:
         kw.setdefault("chunk_size", 4)
         return cls(**kw)
 
+    @classmethod
+    def tiny(cls, **kw) -> MnistConfig:
+        """The same protocol, end to end in seconds (tests): 2 runs in chunks of 1, 1 epoch, 2,048 noise images (2
+        student steps per epoch). Too small for conclusions."""
+        for k, v in dict(runs=2, chunk_size=1, epochs=1, n_noise=2048).items():
+            kw.setdefault(k, v)
+        return cls(**kw)
+
     def __post_init__(self):
         if self.runs < 2:
             raise ValueError(f"runs={self.runs}: need at least 2 runs to pair students with a DIFFERENT teacher")

@@ -30,7 +30,7 @@ from results import load_json, save_json
 from theory.stats import bootstrap_ci, spearman_ci
 
 CHANCE = 0.1
-PRESETS = ("quick", "full")
+PRESETS = ("tiny", "quick", "full")
 SWEEP_STUDENTS = ("aux_same", "aux_other", "all_same", "all_other")
 
 
@@ -87,12 +87,15 @@ MAP_EXCLUDE = ("alignment",)
 
 def base_config(preset: str, **kw) -> MnistConfig:
     """``full``: the paper's Fig. 10 protocol with 25 runs per cell. ``quick``: 2 runs and 10,240 noise images (10
-    student steps per epoch) per cell, an end-to-end check too small for conclusions. ``kw`` overrides (e.g.
+    student steps per epoch) per cell, an end-to-end check too small for conclusions. ``tiny``: 2 runs of 1 epoch on
+    2,048 noise images (tests). ``kw`` overrides (e.g.
     ``chunk_size``: a multiple of the device count shards the runs over the devices)."""
     if preset == "full":
         return MnistConfig(**{**dict(runs=25, chunk_size=25), **kw})
     if preset == "quick":
         return MnistConfig(**{**dict(runs=2, chunk_size=2, n_noise=10_240), **kw})
+    if preset == "tiny":
+        return MnistConfig(**{**dict(runs=2, chunk_size=2, epochs=1, n_noise=2048), **kw})
     raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
 
 

@@ -29,8 +29,8 @@ STAGE = {"preset": P3, "out": 1, "resume": 1, "seeds": 1}
 CLIS = {
     ("theory", ()): {"preset": P2, "figures_dir": 1, "seed": 1},
     ("figures", ()): {"preset": P2, "out": 1, "figures_dir": 1, "resume": 1},
-    ("mnist_mlp", ()): {"preset": P2, "out": 1, "figures_dir": 1, "resume": 1, "seed": 1},
-    ("mnist_mlp", ("sweep",)): {"preset": P2, "out": 1, "figures_dir": 1, "resume": 1, "seed": 1},
+    ("mnist_mlp", ()): {"preset": P3, "out": 1, "figures_dir": 1, "resume": 1, "seed": 1},
+    ("mnist_mlp", ("sweep",)): {"preset": P3, "out": 1, "figures_dir": 1, "resume": 1, "seed": 1},
     ("llm_bridge", ()): {},
     **{("llm_bridge", (s,)): STAGE for s in ("teacher", "numbers", "students", "first-step", "trait")},
     ("llm_bridge", ("run",)): {**STAGE, "figures_dir": 1},
@@ -162,7 +162,7 @@ def test_arguments_are_checked_before_any_work(tmp_path):
     out = one_line_error(r)
     assert r.exit_code == 2 and "--runs" in out and "MNIST" not in out and not (tmp_path / "none").exists()
     r = CliRunner().invoke(app, ["--preset", "huge", "--data-dir", str(tmp_path / "none"), "--no-download"])
-    assert r.exit_code == 2 and "choose one of quick, paper" in one_line_error(r)
+    assert r.exit_code == 2 and "choose one of tiny, quick, paper" in one_line_error(r)
 
 
 def test_the_old_preset_name_full_is_paper_with_a_note(tmp_path):
