@@ -55,10 +55,10 @@ def main(
     jobs = {
         "theory": lambda: theory_projection.main(
             (TheoryConfig.quick if preset == "quick" else TheoryConfig.paper)(), out, data_dir=data_dir,
-            download=download, progress=progress),
+            download=download, progress=progress, runs_dir=runs_dir, resume=resume),
         "optimizers": lambda: theory_optimizers.main(
             (TheoryConfig.quick if preset == "quick" else TheoryConfig.paper)(), out, data_dir=data_dir,
-            download=download, progress=progress),
+            download=download, progress=progress, runs_dir=runs_dir, resume=resume),
         "mnist": lambda: mnist_fig10.main(
             (MnistConfig.quick if preset == "quick" else MnistConfig.paper)(
                 data_dir=str(ensure_mnist(data_dir, download=download))), out, runs_dir=runs_dir,

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from figures.common import FIGURES_DIR, nan_array, replot_cli, save_figure  # noqa: E402
-from figures.theory_projection import grid_inputs, grid_main, grid_stem  # noqa: E402
+from figures.theory_projection import grid_inputs, grid_main, grid_stem, grid_store  # noqa: E402
 
 NAME = "theory_optimizers"
 COLORS = {"sgd": "C0", "momentum": "C9", "adam": "C1", "adamw": "C5", "signsgd": "C3", "lion": "C4"}
@@ -26,11 +26,13 @@ def file_stem(config) -> str:
     return grid_stem(NAME, config)
 
 
-def compute(config, *, data_dir=None, download: bool = False, progress: bool = True) -> dict:
+def compute(config, *, data_dir=None, download: bool = False, progress: bool = True, runs_dir=None,
+            resume: bool = True) -> dict:
     from theory import run_optimizer_grid
 
     config, mnist = grid_inputs(config, data_dir, download=download)
-    return run_optimizer_grid(config, mnist=mnist, progress=progress)
+    return run_optimizer_grid(config, mnist=mnist, progress=progress,
+                              store=grid_store(NAME, config, runs_dir, resume))
 
 
 def _frac(cell):

@@ -53,23 +53,38 @@ def grid_inputs(config, data_dir=None, *, download: bool = False):
     return config, functools.partial(load_mnist, root, split="train")
 
 
-def compute(config, *, data_dir=None, download: bool = False, progress: bool = True) -> dict:
+def grid_store(name: str, config, runs_dir=None, resume: bool = True):
+    """Where a theory grid keeps its finished parts (``theory``'s ``GridStore``): RUNS_DIR/STEM_FP, one array file per
+    part, stamped with the fingerprint FP of the settings (``results.ArrayStore``); None without ``runs_dir``."""
+    if runs_dir is None:
+        return None
+    from results import ArrayStore, fingerprint
+
+    fp = fingerprint({"grid": name, **config.science_dict()})
+    return ArrayStore(Path(runs_dir) / f"{grid_stem(name, config)}_{fp}", fp, resume=resume)
+
+
+def compute(config, *, data_dir=None, download: bool = False, progress: bool = True, runs_dir=None,
+            resume: bool = True) -> dict:
     from theory import run_grid
 
     config, mnist = grid_inputs(config, data_dir, download=download)
-    return run_grid(config, mnist=mnist, progress=progress)
+    return run_grid(config, mnist=mnist, progress=progress, store=grid_store(NAME, config, runs_dir, resume))
 
 
 def grid_main(name: str, compute_fn, plot_fn, config=None, out_dir=FIGURES_DIR, *, json_path=None, data_dir=None,
-              download: bool = False, progress: bool = True) -> tuple[Path, Path, dict]:
+              download: bool = False, progress: bool = True, runs_dir=None, resume: bool = True
+              ) -> tuple[Path, Path, dict]:
     """Compute a theory-grid figure's data (default config: the quick grid), save its JSON, plot from that JSON.
-    Returns (json path, png path, data)."""
+    ``runs_dir``: the run folder where the grid keeps its finished parts (``grid_store``), from which a rerun with
+    ``resume`` continues. Returns (json path, png path, data)."""
     from theory import TheoryConfig
 
     config = config or TheoryConfig.quick()
     base = Path(out_dir) / grid_stem(name, config)
     json_path = Path(json_path) if json_path else base.with_suffix(".json")
-    data = compute_fn(config, data_dir=data_dir, download=download, progress=progress)
+    data = compute_fn(config, data_dir=data_dir, download=download, progress=progress, runs_dir=runs_dir,
+                      resume=resume)
     return save_then_plot(data, json_path, base.with_suffix(".png"), plot_fn, compact=True)
 
 

@@ -35,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["LOCK_NAME", "UMASK", "ResultsError", "RunDir", "atomic_dir", "atomic_write", "environment", "fingerprint",
+__all__ = ["LOCK_NAME", "UMASK", "ArrayStore", "ResultsError", "RunDir", "atomic_dir", "atomic_write", "environment",
+           "fingerprint",
            "injected", "json_ready", "keep_freed_memory", "load_arrays", "load_json", "load_meta", "lock_folder",
            "peak_rss_mb", "save_arrays", "save_json", "unlock_folder"]
 
@@ -311,6 +312,35 @@ class RunDir:
         save_json(path, data)
         self.mark(path)
         return data
+
+
+class ArrayStore:
+    """The finished parts of a computation that runs in parts (the theory grid's), as array files ``ROOT/KEY.npz``
+    stamped with the fingerprint of the settings that made them: ``get(key)`` returns a part's arrays when ``resume``
+    is on and its fingerprint matches (else None: the part is computed again), ``put(key, arrays)`` writes one
+    atomically. The folder is locked for this process (``lock_folder``); an unreadable part is a ``ResultsError``
+    naming the file."""
+
+    def __init__(self, root, fp: str, *, resume: bool = True):
+        self.root, self.fp, self.resume = Path(root), fp, resume
+        lock_folder(self.root)
+
+    def path(self, key: str) -> Path:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", key):
+            raise ValueError(f"{key!r} is not a part's name (letters, digits, '.', '_', '-')")
+        return self.root / f"{key}.npz"
+
+    def get(self, key: str) -> dict[str, np.ndarray] | None:
+        path = self.path(key)
+        if not (self.resume and path.exists()):
+            return None
+        meta = load_meta(path)
+        if meta.get("fingerprint") != self.fp or meta.get("key") != key:
+            return None
+        return load_arrays(path)[0]
+
+    def put(self, key: str, arrays: dict[str, np.ndarray]) -> None:
+        save_arrays(self.path(key), arrays, {"fingerprint": self.fp, "key": key})
 
 
 def peak_rss_mb() -> float:

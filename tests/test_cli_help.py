@@ -27,7 +27,7 @@ FIGURES = ROOT / "figures"
 P2, P3 = ("quick", "paper"), PRESETS
 STAGE = {"preset": P3, "out": 1, "resume": 1, "seeds": 1}
 CLIS = {
-    ("theory", ()): {"preset": P2, "figures_dir": 1, "seed": 1},
+    ("theory", ()): {"preset": P2, "out": 1, "figures_dir": 1, "resume": 1, "seed": 1},
     ("figures", ()): {"preset": P2, "out": 1, "figures_dir": 1, "resume": 1},
     ("mnist_mlp", ()): {"preset": P3, "out": 1, "figures_dir": 1, "resume": 1, "seed": 1},
     ("mnist_mlp", ("sweep",)): {"preset": P3, "out": 1, "figures_dir": 1, "resume": 1, "seed": 1},

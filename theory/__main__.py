@@ -1,5 +1,6 @@
 """Check Lemma 1 and Theorem 1 of the paper over a grid of random networks (MLPs, a CNN, a transformer block; three
-imitation losses; random and real-digit inputs): print the table, write the figure's JSON and PNG.
+imitation losses; random and real-digit inputs): print the table, write the figure's JSON and PNG. Each
+architecture's finished part is kept under OUT, from which an interrupted run resumes.
 
 `python -m theory --optimizers`: the same networks under SGD, momentum, Adam and SignSGD (first step and K steps).
 
@@ -12,8 +13,17 @@ from pathlib import Path
 
 import typer
 
-from results.cli import figures_dir_option, make_app, note_old, old_option, preset_option, seed_option
-from theory.config import ALL_ARCHS, TheoryConfig
+from results.cli import (
+    figures_dir_option,
+    make_app,
+    note_old,
+    old_option,
+    out_option,
+    preset_option,
+    resume_option,
+    seed_option,
+)
+from theory.config import ALL_ARCHS, INPUTS, TheoryConfig
 
 app = make_app(__doc__)
 
@@ -24,11 +34,16 @@ def main(
                                 "cores) or paper (the 336-network grid)"),
     json_path: Path | None = typer.Option(None, "--json", help="where to write the results JSON "
                                           "(default: FIGURES_DIR/theory_projection_SETTINGS.json)"),
+    out: Path = out_option(Path("runs"), help="the run folder: each part of the grid (an architecture; an "
+                           "architecture and loss with --optimizers) as it finishes, under OUT/FIGURE_SETTINGS_FP"),
     figures_dir: Path = figures_dir_option(),
+    resume: bool = resume_option("reuse the finished parts of an interrupted grid"),
     seed: int = seed_option(help="root seed (keys are split from it by role)"),
     dtype: str = typer.Option("float64", help="float64 (the acceptance run) or float32"),
     seeds_per_combo: int | None = typer.Option(None, min=1, help="random cases per (architecture, loss, input)"),
     archs: str | None = typer.Option(None, help=f"comma-separated subset of {', '.join(ALL_ARCHS)}"),
+    inputs: str | None = typer.Option(None, help=f"comma-separated subset of the input distributions "
+                                      f"{', '.join(INPUTS)} (default: all)"),
     data_dir: Path | None = typer.Option(None, help="MNIST root (torchvision layout); real-digit inputs are "
                                          "skipped when absent (an error where SUBLIMINAL_REQUIRE_DATA=1)"),
     optimizers: bool = typer.Option(False, "--optimizers", help="run the optimizer axis (Theorem 1 beyond gradient "
@@ -36,7 +51,6 @@ def main(
                                     "grid; writes theory_optimizers_SETTINGS.{json,png}"),
     progress: bool = typer.Option(True, help="show a progress bar"),
     quick: bool = old_option("--quick", "--preset quick", False),
-    old_out: Path | None = old_option("--out", "--figures-dir"),
 ):
     from figures import theory_optimizers, theory_projection
     from mnist_mlp.data import DataError
@@ -46,22 +60,22 @@ def main(
     if quick:
         note_old("--quick", "--preset quick")
         preset = "quick"
-    if old_out is not None:
-        note_old("--out", "--figures-dir (theory writes figures only)")
-        figures_dir = old_out
     kw = {"seed": seed, "dtype": dtype}
     if seeds_per_combo is not None:
         kw["seeds_per_combo"] = seeds_per_combo
     if archs:
         kw["archs"] = tuple(a.strip() for a in archs.split(","))
+    if inputs:
+        kw["inputs"] = tuple(i.strip() for i in inputs.split(","))
     try:
         config = (TheoryConfig.quick if preset == "quick" else TheoryConfig.paper)(**kw)
     except ValueError as e:
         raise typer.BadParameter(str(e))
     try:
         figure = theory_optimizers if optimizers else theory_projection
-        jp, png, data = figure.main(config, figures_dir, json_path=json_path, data_dir=data_dir, progress=progress)
-    except DataError as e:
+        jp, png, data = figure.main(config, figures_dir, json_path=json_path, data_dir=data_dir, progress=progress,
+                                    runs_dir=out, resume=resume)
+    except (DataError, ValueError) as e:  # a ResultsError (an unreadable part) is a ValueError
         raise SystemExit(f"error: {e}")
     for line in (optimizer_rows if optimizers else table_rows)(data):
         print(line)

@@ -3,6 +3,7 @@ x seeds, and the eps sweep of Lemma 1 / Theorem 1 (paper Section 6)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,6 +11,9 @@ import numpy as np
 from theory import zoo
 from theory.optimizers import OPTIMIZER_NAMES
 
+# Bumped whenever the code changes the grid's numbers for the same settings, so that a resumed grid never mixes parts
+# made by two versions (``TheoryConfig.science_dict``).
+GRID_VERSION = 1
 N_CLASSES, N_AUX = 10, 3
 AUX = tuple(range(N_CLASSES, N_CLASSES + N_AUX))
 LOSS_NAMES = ("ce", "se", "aux-ce", "aux-se")  # the aux- losses imitate the 3 auxiliary logits only
@@ -82,6 +86,13 @@ class TheoryConfig:
         kw.setdefault("archs", ("mlp1-relu", "mlp2-tanh", "mlp3-gelu", "cnn", "transformer"))
         kw.setdefault("seeds_per_combo", 2)
         return cls(**kw)
+
+    def science_dict(self) -> dict:
+        """Everything the grid's numbers depend on: the settings, the code's ``GRID_VERSION`` and JAX's version. A
+        store of finished parts (``theory.experiment.GridStore``) is valid for one such dict."""
+        import jax
+
+        return {**dataclasses.asdict(self), "grid_version": GRID_VERSION, "jax": jax.__version__}
 
     @property
     def n_cases(self) -> int:

@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 import jax
 import jax.numpy as jnp
@@ -34,7 +35,7 @@ from theory.pytree import tree_scale
 from theory.stats import slope_stats
 from theory.tolerances import tolerances
 
-__all__ = ["ALL_ARCHS", "INPUTS", "LOSSES", "TheoryConfig", "fmt", "run", "summarize", "table_rows"]
+__all__ = ["ALL_ARCHS", "INPUTS", "LOSSES", "GridStore", "TheoryConfig", "fmt", "run", "summarize", "table_rows"]
 
 LOSSES = {
     "ce": lambda: get_loss("ce"),
@@ -46,6 +47,45 @@ assert tuple(LOSSES) == LOSS_NAMES
 # (dT kind, student start) -> result group: Lemma 1 uses a random dT, Theorem 1 dT = -grad L_T.
 GROUPS = {"lemma_shared": (0, 0), "lemma_other": (0, 1), "theorem_shared": (1, 0), "theorem_other": (1, 1)}
 MnistArrays = tuple[np.ndarray, np.ndarray]  # (images_NxD scaled to [-1, 1], labels_N)
+
+
+class GridStore(Protocol):
+    """Where a grid keeps its finished parts (one per architecture here, per architecture and loss in the optimizer
+    grid), so that a run stopped at any point resumes from them; the caller's (theory reads and writes no files), and
+    for one grid's settings only (``TheoryConfig.science_dict``: a store made for other settings must not be passed).
+    ``get(key)`` returns the arrays ``put(key, arrays)`` stored under ``key``, or None when it has none."""
+
+    def get(self, key: str) -> dict[str, np.ndarray] | None: ...
+
+    def put(self, key: str, arrays: dict[str, np.ndarray]) -> None: ...
+
+
+def stored_part(store: GridStore | None, key: str, compute: Callable[[], dict], shapes: Callable[[], dict]
+                ) -> tuple[dict, bool]:
+    """(the nested dict of arrays of one part of a grid, whether it came from ``store``): the stored part when the
+    store has one, else ``compute()``, put into the store. A stored part must hold the arrays ``shapes()`` describes
+    (a pytree of shape/dtype structs, e.g. ``jax.eval_shape``'s), or it is a ValueError naming the part."""
+    if store is not None and (flat := store.get(key)) is not None:
+        want = {"/".join(str(k.key) for k in path): (tuple(leaf.shape), np.dtype(leaf.dtype))
+                for path, leaf in jax.tree_util.tree_leaves_with_path(shapes())}
+        got = {name: (a.shape, a.dtype) for name, a in flat.items()}
+        if got != want:
+            diff = sorted(set(got.items()) ^ set(want.items()))[:3]
+            raise ValueError(f"the stored part {key!r} of the grid does not hold this grid's arrays (e.g. {diff}): "
+                             "remove it, or rerun with --no-resume")
+        tree: dict = {}
+        for name, a in flat.items():
+            *parents, leaf = name.split("/")
+            node = tree
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[leaf] = a
+        return tree, True
+    tree = jax.tree_util.tree_map(np.asarray, compute())
+    if store is not None:
+        store.put(key, {"/".join(str(k.key) for k in path): leaf
+                        for path, leaf in jax.tree_util.tree_leaves_with_path(tree)})
+    return tree, False
 
 
 def mnist_subset(images_NxD, labels_N, n: int, *, key):
@@ -199,21 +239,22 @@ def summarize(config: TheoryConfig, cases: list[dict], curves: dict) -> dict:
 
 
 def run(config: TheoryConfig, *, mnist: MnistArrays | Callable[[], MnistArrays] | None = None,
-        progress: bool = True) -> dict:
+        progress: bool = True, store: GridStore | None = None) -> dict:
     """Run the grid; returns a JSON-ready dict with per-case curves and the summary numbers.
 
     ``mnist``: real training digits (images_NxD in [-1, 1], labels_N), or a callable that loads them, for the
     ``"mnist"`` input distribution; the caller owns the files (theory reads none). Required when ``config.inputs``
-    names "mnist": drop it from the inputs to run without real digits."""
+    names "mnist": drop it from the inputs to run without real digits. ``store``: where each architecture's finished
+    part is kept and, on a rerun, taken from (``GridStore``); the result is the same either way."""
     if "mnist" in config.inputs and mnist is None:
         raise ValueError('config.inputs names "mnist" but no MNIST images were passed: pass mnist=(images, labels) '
                          '(or a loader), or leave "mnist" out of the inputs')
     dtype = jnp.dtype(config.dtype)
     with jax.enable_x64(dtype == jnp.float64):  # float64 only inside this run, not for the caller's session
-        return _run(config, dtype, mnist, progress)
+        return _run(config, dtype, mnist, progress, store)
 
 
-def _run(config: TheoryConfig, dtype, mnist, progress: bool) -> dict:
+def _run(config: TheoryConfig, dtype, mnist, progress: bool, store: GridStore | None = None) -> dict:
     root = jax.random.key(config.seed)
     k_inputs, k_cases, k_mnist = jax.random.split(root, 3)  # one seed -> keys split by role
     n_per = config.seeds_per_combo
@@ -236,13 +277,18 @@ def _run(config: TheoryConfig, dtype, mnist, progress: bool) -> dict:
         tiled = [jnp.concatenate([a] * n_loss) for a in (xs, xt, yt)]
         loss_index = jnp.repeat(jnp.arange(n_loss, dtype=jnp.int32), n_combo_cases)
         case_fn = compiled_case(arch_name, tuple(config.losses), config)
-        _COMPILES.update(active=True, n=0)
-        try:  # only the case program compiles in this call: its inputs are ready
-            out = case_fn(keys, *tiled, loss_index)
-        finally:
-            _COMPILES["active"] = False
-        compiles += _COMPILES["n"]
-        out = jax.tree_util.tree_map(np.asarray, out)
+
+        def compute(case_fn=case_fn, keys=keys, tiled=tiled, loss_index=loss_index):
+            _COMPILES.update(active=True, n=0)
+            try:  # only the case program compiles in this call: its inputs are ready
+                return case_fn(keys, *tiled, loss_index)
+            finally:
+                _COMPILES["active"] = False
+
+        out, stored = stored_part(store, arch_name, compute,
+                                  lambda case_fn=case_fn, keys=keys, tiled=tiled, loss_index=loss_index:
+                                  jax.eval_shape(case_fn, keys, *tiled, loss_index))
+        compiles += 0 if stored else _COMPILES["n"]
         for loss_name in config.losses:
             for j in range(n_combo_cases):
                 cases.append({"arch": arch_name, "loss": loss_name, "input": inputs_used[j // n_per],
@@ -254,7 +300,7 @@ def _run(config: TheoryConfig, dtype, mnist, progress: bool) -> dict:
     curves = {g: {n: np.concatenate(v) for n, v in d.items()} for g, d in curves.items()}
     summary = summarize(config, cases, curves)
     summary["wall_seconds"] = wall
-    summary["compiles"] = compiles  # case programs compiled by this run: one per architecture (0 if cached)
+    summary["compiles"] = compiles  # case programs compiled by this run: one per architecture (0 if cached or stored)
     summary["inputs_used"] = inputs_used
     return {
         "config": dataclasses.asdict(config),

@@ -25,12 +25,14 @@ from tqdm.auto import tqdm
 from theory.config import TheoryConfig
 from theory.experiment import (
     GROUPS,
+    GridStore,
     MnistArrays,
     _make_inputs,
     case_model,
     case_networks,
     mnist_subset,
     stack_trees,
+    stored_part,
 )
 from theory.lemma import teacher_params
 from theory.optimizers import k_step_projection, make_optimizer, optimizer_first_step, sign_first_order_update
@@ -102,26 +104,21 @@ def _case_fn(arch_name: str, loss_name: str, config: TheoryConfig):
     return case
 
 
-def _compiled_case(arch_name: str, loss_name: str, config: TheoryConfig):
-    """A fresh jitted, seed-vmapped case function. Not cached: each is used once per run, and keeping every
-    compiled executable of the paper grid alive exhausted LLVM's code memory."""
-    return jax.jit(jax.vmap(_case_fn(arch_name, loss_name, config)))
-
-
 def run(config: TheoryConfig, *, mnist: MnistArrays | Callable[[], MnistArrays] | None = None,
-        progress: bool = True) -> dict:
+        progress: bool = True, store: GridStore | None = None) -> dict:
     """Run the optimizer axis of the grid; a JSON-ready dict of per-case arrays and the summary.
 
-    ``mnist`` as in ``theory.experiment.run`` (required when ``config.inputs`` names "mnist")."""
+    ``mnist`` as in ``theory.experiment.run`` (required when ``config.inputs`` names "mnist"); ``store`` too, its
+    parts one per (architecture, loss), keyed ``ARCH_LOSS``."""
     if "mnist" in config.inputs and mnist is None:
         raise ValueError('config.inputs names "mnist" but no MNIST images were passed: pass mnist=(images, labels) '
                          '(or a loader), or leave "mnist" out of the inputs')
     dtype = jnp.dtype(config.dtype)
     with jax.enable_x64(dtype == jnp.float64):
-        return _run(config, dtype, mnist, progress)
+        return _run(config, dtype, mnist, progress, store)
 
 
-def _run(config: TheoryConfig, dtype, mnist, progress: bool) -> dict:
+def _run(config: TheoryConfig, dtype, mnist, progress: bool, store: GridStore | None = None) -> dict:
     # The projection grid's key schedule, step for step, so case i here is case i there.
     k_inputs, k_cases, k_mnist = jax.random.split(jax.random.key(config.seed), 3)
     n_per = config.seeds_per_combo
@@ -136,8 +133,13 @@ def _run(config: TheoryConfig, dtype, mnist, progress: bool) -> dict:
     combos = [(a, loss) for a in config.archs for loss in config.losses]
     for ci, (arch_name, loss_name) in enumerate(tqdm(combos, desc="optimizer grid", disable=not progress)):
         keys = jax.random.split(jax.random.fold_in(k_cases, ci), n_combo)
-        out = _compiled_case(arch_name, loss_name, config)(keys, xs, xt, yt)
-        chunks.append(jax.tree_util.tree_map(np.asarray, out))
+        # a fresh jitted, seed-vmapped case function each time, not cached: each is used once per run, and keeping
+        # every compiled executable of the paper grid alive exhausted LLVM's code memory
+        case = _case_fn(arch_name, loss_name, config)
+        out, _ = stored_part(store, f"{arch_name}_{loss_name}",
+                             lambda keys=keys, case=case: jax.jit(jax.vmap(case))(keys, xs, xt, yt),
+                             lambda keys=keys, case=case: jax.eval_shape(jax.vmap(case), keys, xs, xt, yt))
+        chunks.append(out)
         cases += [{"arch": arch_name, "loss": loss_name, "input": config.inputs[j // n_per], "seed": j % n_per}
                   for j in range(n_combo)]
     arrays = jax.tree_util.tree_map(lambda *a: np.concatenate(a), *chunks)

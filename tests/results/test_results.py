@@ -85,6 +85,22 @@ def test_run_dir_reuses_only_matching_artifacts_on_resume(tmp_path):
     assert len(calls) == 4
 
 
+def test_array_store_reuses_only_parts_made_with_its_fingerprint(tmp_path):
+    part = {"a/b": np.arange(3.0), "c": np.ones((2, 2), np.float32)}
+    results.ArrayStore(tmp_path, "fp1").put("mlp1-relu_aux-ce", part)
+    got = results.ArrayStore(tmp_path, "fp1").get("mlp1-relu_aux-ce")
+    assert got is not None and sorted(got) == ["a/b", "c"] and got["c"].dtype == np.float32
+    np.testing.assert_array_equal(got["a/b"], part["a/b"])
+    assert results.ArrayStore(tmp_path, "fp2").get("mlp1-relu_aux-ce") is None  # other settings: computed again
+    assert results.ArrayStore(tmp_path, "fp1", resume=False).get("mlp1-relu_aux-ce") is None
+    assert results.ArrayStore(tmp_path, "fp1").get("cnn") is None
+    with pytest.raises(ValueError, match="not a part's name"):
+        results.ArrayStore(tmp_path, "fp1").path("../escape")
+    (tmp_path / "cnn.npz").write_bytes(b"PK\x03\x04 half a zip")
+    with pytest.raises(results.ResultsError, match="cnn.npz is not a readable array file"):
+        results.ArrayStore(tmp_path, "fp1").get("cnn")
+
+
 def test_atomic_dir_replaces_the_folder_whole_or_not_at_all(tmp_path):
     target = tmp_path / "adapter"
     results.atomic_dir(target, lambda d: (d / "w.bin").write_bytes(b"1"))

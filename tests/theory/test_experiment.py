@@ -127,3 +127,36 @@ def _each_case_as_alone(config):
             for name, a in rep.items():
                 np.testing.assert_allclose(np.asarray(together[group][name])[i], np.asarray(a)[0], rtol=tol.rtol,
                                            atol=tol.atol, err_msg=f"{loss}: {group}.{name}")
+
+
+class PartStore(dict):
+    """A ``GridStore`` in memory that counts its puts and, like a killed run, can stop after ``stop_after`` of them."""
+
+    def __init__(self, stop_after: int | None = None):
+        super().__init__()
+        self.puts, self.stop_after = [], stop_after
+
+    def put(self, key, arrays):
+        self[key] = {k: np.array(v) for k, v in arrays.items()}
+        self.puts.append(key)
+        if self.stop_after is not None and len(self.puts) >= self.stop_after:
+            raise KeyboardInterrupt("stopped after a part, as a killed run")
+
+
+def test_a_grid_stopped_after_a_part_resumes_from_its_store_to_the_same_numbers():
+    """Stopped after its first architecture's part, the grid reruns only the second and returns the numbers of an
+    uninterrupted run; a stored part that does not hold the grid's arrays is refused, naming it."""
+    config = TheoryConfig(**{**TINY, "archs": ("mlp1-tanh", "mlp1-relu"), "seeds_per_combo": 1})
+    whole = run(config, progress=False)
+    store = PartStore(stop_after=1)
+    with pytest.raises(KeyboardInterrupt):
+        run(config, progress=False, store=store)
+    assert list(store) == ["mlp1-tanh"]
+    store.stop_after, store.puts = None, []
+    resumed = run(config, progress=False, store=store)
+    assert store.puts == ["mlp1-relu"] and resumed["curves"] == whole["curves"]
+    untimed = [json.dumps(d["summary"] | {"wall_seconds": 0, "compiles": 0}, sort_keys=True) for d in (resumed, whole)]
+    assert untimed[0] == untimed[1]  # (as JSON: NaN, where a slope has no fit, equals NaN)
+    store["mlp1-relu"]["lemma_shared/inner_E"] = store["mlp1-relu"]["lemma_shared/inner_E"][:, :2]
+    with pytest.raises(ValueError, match="the stored part 'mlp1-relu' of the grid does not hold this grid's arrays"):
+        run(config, progress=False, store=store)

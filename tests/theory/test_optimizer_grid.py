@@ -77,12 +77,6 @@ def test_fraction_ci_is_a_wilson_interval():
     assert optimizer_grid.fraction_ci([])["fraction"] is None
 
 
-def test_same_seed_same_numbers(tiny):
-    config, data = tiny
-    again = optimizer_grid.run(config, progress=False)
-    assert again["arrays"] == data["arrays"]
-
-
 def test_figure_is_drawn_from_its_json(tmp_path, tiny):
     config, data = tiny
     png = theory_optimizers.plot(json.loads(json.dumps(data)), tmp_path / "f.png")
@@ -99,3 +93,18 @@ def test_bad_config_is_refused_clearly():
         TheoryConfig(k_steps=(0, 10))
     with pytest.raises(ValueError, match="no MNIST images were passed"):
         optimizer_grid.run(TheoryConfig(**{**TINY, "inputs": ("mnist",)}), progress=False)
+
+
+def test_same_seed_same_numbers_also_stopped_and_resumed(tiny):
+    """The same seed gives the same numbers, also from a grid stopped after its first part ((architecture, loss)
+    pairs here) and rerun: the rerun computes only the second part (the stopped run computed the first afresh)."""
+    from tests.theory.test_experiment import PartStore
+
+    config, data = tiny
+    store = PartStore(stop_after=1)
+    with pytest.raises(KeyboardInterrupt):
+        optimizer_grid.run(config, progress=False, store=store)
+    store.stop_after, store.puts = None, []
+    resumed = optimizer_grid.run(config, progress=False, store=store)
+    assert list(store) == ["mlp1-tanh_aux-ce", "mlp1-relu_aux-ce"] and store.puts == ["mlp1-relu_aux-ce"]
+    assert resumed["arrays"] == data["arrays"] and resumed["cases"] == data["cases"]
