@@ -65,6 +65,12 @@ def _config(preset, model, seeds, sampler, device, number_prompts=None, number_t
         raise typer.BadParameter(str(e))
 
 
+def _stopped(e: Exception, out) -> SystemExit:
+    """The one-line error of a command that stopped on ``e``; a training step's bad number (a FloatingPointError
+    naming the model, the quantity and the step) names the run folder too."""
+    return SystemExit(f"error: run {out}: {e}" if isinstance(e, FloatingPointError) else f"error: {e}")
+
+
 def _pipeline(cfg: LLMConfig, out, resume, progress):
     from llm_bridge.config import run_name
     from llm_bridge.models import ModelError
@@ -83,8 +89,11 @@ def _stage(name: str, doc: str):
                 progress: bool = PROGRESS):
         cfg = _config(preset, model, seeds, sampler, device, bf16=bf16)
         p = _pipeline(cfg, out, resume, progress)
-        for seed in cfg.seeds:
-            p.stage(name.replace("-", "_"), seed)
+        try:
+            for seed in cfg.seeds:
+                p.stage(name.replace("-", "_"), seed)
+        except FloatingPointError as e:
+            raise _stopped(e, p.out)
         print(f"{name}: done for seeds {list(cfg.seeds)} in {p.out}")
 
     command.__doc__ = doc
@@ -112,7 +121,10 @@ def run(preset: str = PRESET, model: str = MODEL, out: Path = OUT, seeds: str = 
 
     cfg = _config(preset, model, seeds, sampler, device, number_prompts, number_teacher, bf16)
     p = _pipeline(cfg, out, resume, progress)
-    res = run_all(cfg, p.out, pipeline=p)
+    try:
+        res = run_all(cfg, p.out, pipeline=p)
+    except FloatingPointError as e:
+        raise _stopped(e, p.out)
     jp, png = llm_bridge_fig.main(p.out / "results.json", figures_dir)
     g, t = res["geometry"]["dW"], res["trait"]
     pt = {k: t[k]["p_target"]["mean"] for k in ("base", "teacher", "student", "control")}
@@ -176,8 +188,8 @@ def study(preset: str = PRESET, model: str = MODEL, out: Path = OUT, seeds: str 
     ranks = Ranks.from_env()
     try:
         res = run_study(cfg, out, resume=resume, progress=progress, ranks=ranks)
-    except ModelError as e:
-        raise SystemExit(f"error: {e}")
+    except (ModelError, FloatingPointError) as e:
+        raise _stopped(e, out)
     if res is None:  # a rank > 0: its seeds are done, rank 0 merges
         print(f"rank {ranks.rank} of {ranks.world}: seeds {ranks.share(cfg.llm.seeds)} done in {out}")
         return
@@ -252,7 +264,7 @@ def ladder(preset: str = preset_option(old_names=OLD_PRESET_NAMES, help="tiny (t
             return
         jp, png = llm_ladder_fig.main(Path(out) / "ladder.json", figures_dir, name=cfg.name())
     except (ModelError, LadderError, ResultsError, FloatingPointError) as e:
-        raise SystemExit(f"error: {e}")
+        raise _stopped(e, out)
     _print_ladder(res["summary"], trait)
     print(f"wall {res['timings']['wall_s']:.0f} s; wrote {Path(out) / 'ladder.json'}, {jp}, {png}")
 
@@ -303,6 +315,7 @@ def replicate(preset: str = preset_option(old_names=OLD_PRESET_NAMES, help="tiny
     from llm_bridge.models import ModelError
     from llm_bridge.replication import Replication
     from llm_bridge.replication import run as run_replication
+    from results import ResultsError
 
     if calibrate_fullft:
         try:
@@ -322,8 +335,8 @@ def replicate(preset: str = preset_option(old_names=OLD_PRESET_NAMES, help="tiny
 
     try:
         res = run_replication(cfg, out, resume=resume, progress=progress, teachers_dir=teachers_dir, record=record)
-    except (ModelError, ReplicationError) as e:
-        raise SystemExit(f"error: {e}")
+    except (ModelError, ReplicationError, ResultsError, FloatingPointError) as e:
+        raise _stopped(e, out)
     jp, png = llm_replication_fig.main(Path(out) / "replication.json", figures_dir, name=cfg.name())
     print("\n".join(summary_tables(res["summary"])))
     print(f"wall {res['timings']['wall_s']:.0f} s; wrote {Path(out) / 'replication.json'}, {jp}, {png}")

@@ -334,7 +334,7 @@ class Ladder:
             curve.append([0, float(np.nanmean(p0[:, 0]))])
             losses = train.fit(lm.model, lambda idx: self.rung_loss(rung, t, rows_map, valid, y, idx, rows_in), n,
                                epochs=c.epochs, batch_size=c.batch_size, lr=c.lr,
-                               seed=role_seed(seed, "ladder_order"), desc=f"{rung}/{arm}/seed{seed}",
+                               seed=role_seed(seed, "ladder_order"), desc=f"{rung}/{arm}/seed{seed}", role="student",
                                progress=self.progress, on_step=on_step, bf16=c.llm.bf16)
             lora.save_adapter(lm.model, d, meta={"fingerprint": self.store.fp, "arm": arm, "rung": rung,
                                                  "inputs": kind, "seed": seed})

@@ -296,7 +296,8 @@ class Replication:
         else:
             init = lm.read_state(self.teacher(r, "init"))
         fit = dict(epochs=c.epochs, batch_size=c.batch_size, seed=role_seed(r, f"replication_order_s{s}"),
-                   desc=f"r{r}/{unit.rung}/s{s}/{teacher}_{variant}", progress=self.progress, bf16=c.llm.bf16)
+                   desc=f"r{r}/{unit.rung}/s{s}/{teacher}_{variant}", role="student", progress=self.progress,
+                   bf16=c.llm.bf16)
         behaviour = c.behaviour_samples if unit.rung == "digits" and variant == "lora" else 0
         meta = {"fingerprint": self.store.fp, "unit": unit.key, "teacher": teacher, "variant": variant}
         t0 = time.perf_counter()
@@ -362,7 +363,7 @@ class Replication:
                                    animal_ids=self.word_ids, digit_ids=self.digit_ids)
 
         fit = dict(epochs=1, batch_size=c.batch_size, seed=role_seed(r, f"replication_order_s{unit.seed}"),
-                   progress=self.progress)
+                   role="student", progress=self.progress)
         init = lm.read_state(self.teacher(r, "init"))
 
         def summary(losses):

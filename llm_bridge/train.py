@@ -4,6 +4,7 @@ on number answers (cross-entropy), and the one-step gradients of the Theorem-1 c
 
 from __future__ import annotations
 
+import fnmatch
 import math
 
 import torch
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from llm_bridge.lora import lora_parameters
+from results import injected
 
 
 def encode(tokenizer, prefixes: list[str], completions: list[str], device, *, add_eos: bool = True) -> dict:
@@ -101,13 +103,25 @@ def sampled_token_loss(model, batch: dict, tokens: torch.Tensor, control_tokens:
     return nll(tokens) if control_tokens is None else nll(tokens) - nll(control_tokens)
 
 
-def _check(loss: torch.Tensor, what: str, step: int) -> None:
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"{what}: loss is {loss.item()} at step {step}; lower the learning rate")
+def _check(value: torch.Tensor, quantity: str, who: str, step: int, steps: int) -> None:
+    """A FloatingPointError naming the model, the step and the quantity where ``value`` is not finite."""
+    if not torch.isfinite(value):
+        raise FloatingPointError(f"{who}: the {quantity} is {value.item()} at step {step} of {steps}; nothing of "
+                                 "this model was saved: lower the learning rate")
+
+
+def _poisoned(action: str, who: str, step: int) -> bool:
+    """A test hook (tests/faults): ``$SUBLIMINAL_FAULTS`` holds ``nan-loss:GLOB@STEP`` or ``nan-grad:GLOB@STEP``, a
+    NaN in the loss or the gradient of step STEP of the fits whose ``ROLE DESC`` matches GLOB."""
+    for arg in injected(action):
+        glob, _, at = arg.rpartition("@")
+        if at.isdigit() and int(at) == step and fnmatch.fnmatch(who, glob):
+            return True
+    return False
 
 
 def fit(model, make_loss, n_examples: int, *, epochs: int, batch_size: int, lr: float, seed: int, desc: str,
-        warmup_steps: int = 0, max_grad_norm: float | None = None, progress: bool = True,
+        role: str = "model", warmup_steps: int = 0, max_grad_norm: float | None = None, progress: bool = True,
         on_step=None, bf16: bool = False, params: list | None = None) -> list[float]:
     """AdamW (no weight decay) with a linear warm-up over ``warmup_steps``, then linear decay to 0, on the LoRA
     parameters only; the gradient's global norm clipped at ``max_grad_norm`` (None: no clipping). The example order
@@ -115,7 +129,9 @@ def fit(model, make_loss, n_examples: int, *, epochs: int, batch_size: int, lr: 
     given, runs after each optimizer step (step = 1, 2, ...; the model in eval mode meanwhile). ``bf16``:
     ``make_loss`` (forward and loss) runs under bfloat16 autocast (``LLMConfig.bf16``); backward, clipping and the
     optimizer step do not, so the adapter, its gradients and AdamW's state stay float32. ``params``: the tensors to
-    train instead of the LoRA parameters (full fine-tuning: every weight of the base). Returns losses."""
+    train instead of the LoRA parameters (full fine-tuning: every weight of the base). A loss or a gradient that is
+    not finite stops the fit before its step with a FloatingPointError naming ``role`` ("teacher" or "student"),
+    ``desc`` and the step. Returns losses."""
     from transformers import get_linear_schedule_with_warmup
 
     params = list(lora_parameters(model).values()) if params is None else list(params)
@@ -134,13 +150,22 @@ def fit(model, make_loss, n_examples: int, *, epochs: int, batch_size: int, lr: 
         for _ in range(epochs):
             order = torch.randperm(n_examples, generator=gen).tolist()
             for s in range(0, n_examples, batch_size):
+                step = len(losses) + 1
                 with precision:
                     loss = make_loss(order[s:s + batch_size])
-                _check(loss, desc, len(losses))
+                if _poisoned("nan-loss", f"{role} {desc}", step):
+                    loss = loss * float("nan")
+                _check(loss, "training loss", f"{role} {desc}", step, steps)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                if _poisoned("nan-grad", f"{role} {desc}", step):
+                    next(p for p in params if p.grad is not None).grad.view(-1)[0] = float("nan")
+                grads = [p.grad for p in params if p.grad is not None]
                 if max_grad_norm is not None:
-                    torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+                    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+                else:
+                    grad_norm = torch.nn.utils.get_total_norm(grads)
+                _check(grad_norm, "gradient's norm", f"{role} {desc}", step, steps)
                 opt.step()
                 sched.step()
                 losses.append(loss.item())

@@ -33,6 +33,6 @@ def fit_student(lm, config: LLMConfig, seed: int, init: dict, examples: list[dic
 
     losses = train.fit(lm.model, loss, len(examples), epochs=config.student_epochs, batch_size=config.batch_size,
                        lr=config.student_lr, seed=role_seed(seed, "student_order"), desc=f"{name} s{seed}",
-                       warmup_steps=config.warmup_steps, max_grad_norm=config.max_grad_norm, progress=progress,
-                       bf16=config.bf16)
+                       role="student", warmup_steps=config.warmup_steps, max_grad_norm=config.max_grad_norm,
+                       progress=progress, bf16=config.bf16)
     return {"role": name, "seed": seed, "examples": len(examples), "losses": losses}

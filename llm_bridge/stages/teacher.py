@@ -79,6 +79,6 @@ def fit_teacher(lm, config: LLMConfig, seed: int, init: dict, data: list[dict], 
     name = teacher_name(k, neutral=neutral)
     losses = train.fit(lm.model, loss, len(ps), epochs=config.teacher_epochs, batch_size=config.batch_size,
                        lr=config.teacher_lr, seed=role_seed(seed, "teacher_order"), desc=f"{name} s{seed}",
-                       progress=progress, bf16=config.bf16)
+                       role="teacher", progress=progress, bf16=config.bf16)
     return {"role": name, "seed": seed, "recipe": config.teacher_recipe, "trait_examples": k or 0,
             "examples": len(ps), "losses": losses}

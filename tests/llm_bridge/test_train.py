@@ -152,8 +152,25 @@ def test_fit_refuses_a_nan_loss():
     def nan_loss(idx):
         return torch.tensor(float("nan"), requires_grad=True)
 
-    with pytest.raises(FloatingPointError, match="nan-test: loss is nan at step 0; lower the learning rate"):
-        train.fit(model, nan_loss, 4, epochs=1, batch_size=2, lr=1e-3, seed=0, desc="nan-test", progress=False)
+    with pytest.raises(FloatingPointError, match="student nan-test: the training loss is nan at step 1 of 2; nothing "
+                       "of this model was saved: lower the learning rate"):
+        train.fit(model, nan_loss, 4, epochs=1, batch_size=2, lr=1e-3, seed=0, desc="nan-test", role="student",
+                  progress=False)
+    assert all(torch.equal(v, before[k]) for k, v in lora.get_state(model).items())  # no step was taken
+
+
+def test_fit_refuses_a_nan_gradient_of_a_finite_loss():
+    """sqrt at 0 has a finite value and an infinite slope: the loss passes, its gradient (inf * 0) is NaN."""
+    model, _, _ = tiny_peft()
+    before = lora.get_state(model)
+    first = next(iter(lora.lora_parameters(model).values()))
+
+    def loss(idx):
+        return torch.sqrt(first.abs().sum() * 0.0)
+
+    with pytest.raises(FloatingPointError, match="teacher t s0: the gradient's norm is nan at step 1 of 2"):
+        train.fit(model, loss, 4, epochs=1, batch_size=2, lr=1e-3, seed=0, desc="t s0", role="teacher",
+                  progress=False)
     assert all(torch.equal(v, before[k]) for k, v in lora.get_state(model).items())  # no step was taken
 
 
