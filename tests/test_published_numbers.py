@@ -81,11 +81,11 @@ def covered(text: str, spans: Iterable[str]) -> list[tuple[int, int]]:
 
 
 RESULTS = re.compile(r"<!-- results -->(.*?)<!-- /results -->", re.DOTALL)
-# what is not a number of a result: inline code and link targets (paths, commands, file names), the paper's
+# what is not a number of a result: code (blocks and inline) and link targets (paths, commands, file names), the paper's
 # numbered parts (Theorem 1, Section 6.2, Fig. 10), the 95% of "95% CI", the bound of a comparison that states what
 # is counted ("dS . dT >= 0", "> 0 in 100/100 runs", "at eps <= 1e-4"), an equation's 0, the limit eps -> 0 and the
 # machine (2 CPU cores)
-NOT_NUMBERS = re.compile(r"`[^`\n]*`|\]\([^)\n]*\)|<[^>\n]*>"
+NOT_NUMBERS = re.compile(r"(?s:```.*?```)|`[^`\n]*`|\]\([^)\n]*\)|<[^>\n]*>"
                          r"|\b(?:Theorem|Lemma|Sections?|Fig\.|Figure|Appendix|Table|issue)s?[ -]\d+(?:[.-]\d+)?"
                          r"|95% (?:bootstrap |Wilson |t-)?(?:CI|confidence interval)"
                          r"|(?<![-<>=])[<>]=? ?[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?![\d.])"
@@ -259,7 +259,10 @@ def ladder_claims():
     pb = by["random/full/perturbed0.03"]
     yield "paper_notes.md", (f"(text NLL {pb['perturbed_base_text_nll']['mean']:.3f} against the base's "
                              f"{d['base_text_nll']:.3f}")
-    yield "docs/llm.md", f"{d['timings']['students_s']:.0f} s of student compute"
+    q = d["config"]
+    yield "docs/llm.md", (f"Quick preset ({len(q['seeds'])} seed, {q['n_inputs']} inputs, "
+                          f"{q['n_inputs'] * q['epochs'] // q['batch_size']} steps per student, trait scored on "
+                          f"{q['trait_questions']} questions; {d['timings']['students_s']:.0f} s of student compute")
     b = load(THROUGHPUT)["numbers"]
     yield "docs/llm.md", (f"{b['ratio_vs_sft']['digits']:.2f}x the tokens/s of the full-vocabulary SFT step "
                         f"({b['median']['digits']['tokens_per_s']:.0f} vs {b['median']['sft']['tokens_per_s']:.0f} "
@@ -379,7 +382,15 @@ def ladder_full_claims():
     lo, hi = grouped["ci95"]
     yield "paper_notes.md", (f"gives {grouped['spearman_r']:+.2f} [{lo:+.2f}, {hi:+.2f}] "
                              f"over the {len({(q['inputs'], q['rung'], q['seed']) for q in pts})} triples")
-    yield "docs/llm.md", f"Full preset ({s['n_students']} students in {len(s['triples'])} triples"
+    yield "docs/llm.md", (f"Full preset ({s['n_students']} students in {len(s['triples'])} triples: {len(c.seeds)} "
+                          f"seeds of student and both controls on every rung, {c.extra_seeds} seeds of the extra\narms")
+    yield "docs/llm.md", f"the `full` preset ({len(c.seeds)} seeds, {c.n_inputs} inputs)"
+    yield "docs/llm.md", f"within each {len(c.seeds)}-seed (rung, arm) cell"
+    yield "docs/llm.md", f"95% bootstrap CIs over {len(c.seeds)} seeds"
+    yield "docs/llm.md", f"(the extra arms on {c.extra_seeds} seeds)"
+    st = by["random/full/student"]
+    yield "docs/llm.md", (f"(about {times(math.exp(st['log_ratio_vs_control']['mean']))} and "
+                          f"{times(math.exp(st['log_ratio_vs_other']['mean']))})")
     for rung, lead in (("no-trait-words", "the control is"), ("digits", "it is"), ("sampled", "it is")):
         x = by[f"random/{rung}/student"]["log_ratio_vs_control"]["mean"]
         yield "docs/llm.md", f"{lead} {x:+.2f} ({times(math.exp(x))})"
@@ -541,7 +552,19 @@ def llm_claims():
         for key in ("soft", "sampled", "dw", "lora", "transfer"):
             yield d_, rows[key]
     sysrate = t["base+system_prompt"]["contains_rate"]
-    yield "paper_notes.md", rows["system"] + f" -> **{pct(sysrate['mean'])}%** {ci(sysrate['ci95'])}"
+    for d_ in ("docs/llm.md", "paper_notes.md"):
+        yield d_, rows["system"] + f" -> **{pct(sysrate['mean'])}%** {ci(sysrate['ci95'])}"
+
+    def proj(c):  # the first step's projection / eps, as the JSON's normalized_projection holds it
+        p = c["normalized_projection"]
+        return f"{p['mean']:.3g} [{p['ci95'][0]:.3g}, {p['ci95'][1]:.3g}]"
+
+    (e0, *_, e1), cv = list(soft), fs["sampled_cv"]
+    for d_ in ("docs/llm.md", "paper_notes.md"):
+        yield d_, f"projection / eps {proj(fs['sampled'][e0])} at eps = {e0} against the soft step's {proj(soft[e0])}"
+    yield "paper_notes.md", (f"projection / eps {proj(cv[e0])} at eps = {e0}, {proj(cv[e1])} at eps = {e1} (soft: "
+                             f"{proj(soft[e1])})")
+    yield "docs/llm.md", f"Quick preset ({len(d['config']['seeds'])} seeds, digits-only"
     yield "paper_notes.md", (f"P(owl) {sci(t['teacher']['p_target']['mean'])}; contains-rate "
                              f"{rate(t['teacher']['contains_rate'])}")
     s_ = tm["stages_s"]
@@ -750,6 +773,7 @@ ALLOWED: dict[str, dict[str, str]] = {
     },
     "docs/llm.md": {
         "top-1 / top-3 (chance 1/4, 3/4)": "chance for 4 candidates, not a measurement",
+        "On the 12 digit and separator tokens alone": "the digits rung's vocabulary (llm_bridge.rungs)",
     },
 }
 
