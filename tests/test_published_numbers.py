@@ -626,6 +626,46 @@ def map_claims():
         c = m[key][pred]
         yield "docs/sweeps.md", f"{c['spearman_r']:+.2f} [{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}] (n = {c['n']})"
 
+    # the prose after the r's: single cells of the sweeps (the aux-only same-init student's accuracy, first-step
+    # projection and cosine; the teacher's accuracy)
+    def cells(name):
+        return {c["label"]: c for c in load(f"figures/mnist_sweep_{name}_full_seed0.json")["cells"]}
+
+    def aux(c, key):
+        return c["students"]["aux_same"][key]["mean"]
+
+    def acc(c):
+        return pct(aux(c, "accuracy"))
+
+    opt, ep, inp, abl, wid, te = (cells(n) for n in ("optimizer", "student_epochs", "inputs", "ablation", "width",
+                                                    "teacher_epochs"))
+    sgd = [aux(c, "accuracy") for k, c in opt.items() if k.startswith("sgd")]
+    e = list(ep)
+    yield "docs/sweeps.md", (f"transfers {acc(opt['adam 3e-4'])}% and SGD {pct(min(sgd), 0)}-{pct(max(sgd), 0)}%, "
+                             f"the same after {', '.join(e[:-1])} or {e[-1]} epochs of imitation though transfer grows "
+                             f"from {acc(ep[e[0]])}% to\n{acc(ep[e[-1]])}%")
+    digits, noise = inp["mnist"], inp["uniform"]
+    ratio = aux(digits, "first_step_projection") / aux(noise, "first_step_projection")
+    yield "docs/sweeps.md", (f"{ratio:.0f} times larger on\nreal digits than on noise "
+                             f"({sci(aux(digits, 'first_step_projection'))} against "
+                             f"{sci(aux(noise, 'first_step_projection'))}) where real digits transfer far less "
+                             f"({acc(digits)}% against {acc(noise)}%): there\nthe first step's cosine orders the two "
+                             f"correctly ({aux(digits, 'first_step_cos'):.3f} against "
+                             f"{aux(noise, 'first_step_cos'):.3f})")
+    yield "docs/sweeps.md", f"transfer falls\nfrom {acc(abl['none'])}% to {acc(abl['teacher'])}%"
+    w = list(wid)
+    first_cos = [x for n in m["sweeps"] for c in cells(n).values() if "diverged" not in c
+                 if (x := aux(c, "first_step_cos")) is not None]  # None: a student that never moved
+    assert aux(wid[w[0]], "first_step_cos") == max(first_cos)  # "the largest first-step cosine of all cells"
+    assert min(wid.values(), key=lambda c: c["teacher_accuracy"]["mean"]) is wid[w[0]]  # "the weakest"
+    yield "docs/sweeps.md", f"Width {w[0]} is a miss for every quantity"
+    yield "docs/sweeps.md", (f"transfers less than\nwidths {w[1]} and {w[2]}. Its teacher is the width sweep's weakest "
+                             f"({pct(wid[w[0]]['teacher_accuracy']['mean'])}% test accuracy)")
+    t = list(te)
+    yield "docs/sweeps.md", (f"after {t[0]} teacher epoch the teacher is weaker still "
+                             f"({pct(te[t[0]]['teacher_accuracy']['mean'])}%) and transfers more ({acc(te[t[0]])}%, "
+                             f"against {acc(te['5'])}% after\nthe usual 5)")
+
 
 def speed_claims():
     b = load(VS_TORCH)["numbers"]
