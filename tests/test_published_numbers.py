@@ -490,9 +490,9 @@ def mnist_claims():
     yield "docs/mnist.md", f"{t['peak_rss_mb']:.0f} MB memory peak"
 
 
-def sci(x: float) -> str:
-    """2.4e-4 (the documents' short scientific form)."""
-    mant, exp = f"{x:.1e}".split("e")
+def sci(x: float, digits: int = 1, sign: str = "") -> str:
+    """2.4e-4 (the documents' short scientific form; ``sign`` "+" prints +4.8e-4)."""
+    mant, exp = f"{x:{sign}.{digits}e}".split("e")
     return f"{mant}e{int(exp)}"
 
 
@@ -667,6 +667,120 @@ def map_claims():
                              f"against {acc(te['5'])}% after\nthe usual 5)")
 
 
+def sweep_table_claims():
+    """paper_notes' sweep table beyond each row's cells (sweep_claims): the numbers its prose reads from the cells (the
+    first-step projection and cosine, the teachers' and the all-logit students' accuracies, imitation losses) and the
+    alignment sweep's per-step CIs."""
+    def cells(name):
+        return {c["label"]: c for c in load(f"figures/mnist_sweep_{name}_full_seed0.json")["cells"]}
+
+    def st(c, key, student="aux_same"):
+        return c["students"][student][key]["mean"]
+
+    def acc(c, student="aux_same"):
+        return pct(st(c, "accuracy", student))
+
+    def teach(c):
+        return pct(c["teacher_accuracy"]["mean"])
+
+    def fsp(c, digits=1, sign=""):
+        return sci(st(c, "first_step_projection"), digits, sign)
+
+    runs = {load(f"figures/mnist_sweep_{n}_full_seed0.json")["runs_per_cell"] for n in sweep_names()}
+    (n_runs,) = runs
+    yield "paper_notes.md", f"| ours (`full`, {n_runs} runs per cell) |"
+    w = cells("width")
+    ws = list(w)
+    assert all(st(w[a], "accuracy") > st(w[b], "accuracy") for a, b in zip(ws[1:], ws[2:]))  # "from 128 up"
+    yield "paper_notes.md", f"**agree from {ws[1]} up**, with a dip at {ws[0]}:"
+    yield "paper_notes.md", f"one miss for every quantity (width {ws[0]})"
+    yield "paper_notes.md", (f"the first-step projection ({fsp(w[ws[0]], 2)} -> {fsp(w[ws[-1]], 2)}), so neither sees "
+                             f"the dip at {ws[0]}, where the teacher is weakest ({teach(w[ws[0]])}% test accuracy "
+                             f"against {teach(w[ws[-1]])}% at {ws[-1]})")
+    a = cells("aux")
+    yield "paper_notes.md", f"{a['30']['label']}: {acc(a['30'])}% " + ci(a["30"]["students"]["aux_same"]["accuracy"][
+        "ci95"]) + f", near the all-logit student's {acc(a['30'], 'all_same')}%"
+    t_acc = [c["teacher_accuracy"]["mean"] for c in a.values()]
+    yield "paper_notes.md", (f"the first-step projection ({fsp(a['2'])} -> {fsp(a['30'])} from m = 2 to 30) rise "
+                             f"with m, while the teacher is the same ({pct(min(t_acc))}-{pct(max(t_acc))}%)")
+    e = cells("student_epochs")
+    assert len({fsp(c) for c in e.values()}) == 1  # "one number for all three cells"
+    yield "paper_notes.md", f"one number for all three cells ({fsp(e['5'])}: they share their first step)"
+    te = cells("teacher_epochs")
+    improves = ", ".join(f"{teach(c)}%" for c in te.values())
+    yield "paper_notes.md", f"while the teacher itself improves ({improves} test accuracy)"
+    yield "paper_notes.md", f"the first-step projection ({fsp(te['1'])} -> {fsp(te['10'])}) both fall"
+    i = cells("inputs")
+    yield "paper_notes.md", (f"from either init ({acc(i['mnist'], 'all_same')}% and {acc(i['mnist'], 'all_other')}% on "
+                             f"MNIST)")
+    yield "paper_notes.md", (f"the first step's cosine ({st(i['uniform'], 'first_step_cos'):.3f} on noise, "
+                             f"{st(i['mnist'], 'first_step_cos'):.3f} on images), while the first-step projection goes "
+                             f"the other way ({fsp(i['uniform'])} on noise, {fsp(i['mnist'])} on MNIST")
+    digits = st(i["mnist"], "first_step_projection") / st(i["uniform"], "first_step_projection")
+    yield "paper_notes.md", f"(real digits: {digits:.0f}x noise's projection"
+    f = cells("fashion")
+    fm, ff = f["mnist"], f["fashion"]
+
+    def reach(c):
+        return pct(st(c, "accuracy") / c["teacher_accuracy"]["mean"], 0)
+
+    yield "paper_notes.md", (f"with a weaker teacher there ({teach(ff)}% against {teach(fm)}%), so the student reaches "
+                             f"more of its teacher ({reach(ff)}% against {reach(fm)}%)")
+    yield "paper_notes.md", (f"the first step (cosine {st(fm, 'first_step_cos'):.3f} and "
+                             f"{st(ff, 'first_step_cos'):.3f}, "
+                             f"projection {fsp(fm)} and {fsp(ff)}) change little")
+    o = cells("optimizer")
+    sgd = [c for k, c in o.items() if k.startswith("sgd")]
+    worse = [st(c, "final_imitation_loss") / st(o["adam 3e-4"], "final_imitation_loss") for c in sgd]
+    yield "paper_notes.md", (f"fits its imitation loss {min(worse):.0f}-{max(worse):.0f}x worse than Adam, and its "
+                             f"all-logit student reaches only {acc(sgd[0], 'all_same')}%, {acc(sgd[1], 'all_same')}% "
+                             f"and "
+                             f"{acc(sgd[2], 'all_same')}%")
+    assert len({fsp(c) for c in o.values()}) == 1  # "the same for every optimizer"
+    yield "paper_notes.md", f"the same for every optimizer ({fsp(o['adam 3e-4'])})"
+    b = cells("ablation")
+    yield "paper_notes.md", (f"With dT removed, {100 * (st(b['teacher'], 'accuracy') - 0.1):.1f} points above chance "
+                             f"remain")  # chance: 1 of 10 classes
+    yield "paper_notes.md", (f"(imitation loss {sci(st(b['teacher'], 'final_imitation_loss'))} against "
+                             f"{sci(st(b['none'], 'final_imitation_loss'))}); the same ablation takes the all-logit "
+                             f"same-init student from {acc(b['none'], 'all_same')}% to "
+                             f"{acc(b['teacher'], 'all_same')}%, "
+                             f"below the different-init all-logit student's {acc(b['teacher'], 'all_other')}%")
+    li = cells("liminal")
+    kept = (st(li["10"], "accuracy") - 0.1) / (st(li["0"], "accuracy") - 0.1)
+    yield "paper_notes.md", (f"the teachers unharmed ({', '.join(f'{teach(c)}%' for c in li.values())}); even at "
+                             f"lambda = 10 transfer keeps {pct(kept, 0)}% of its size above chance")
+    lo = cells("loss")
+    assert len(lo) == 4 and len({f"{st(c, 'first_step_cos'):.3f}" for c in lo.values()}) == 1  # "all four"
+    yield "paper_notes.md", f"the first step's cosine is {st(lo['kl'], 'first_step_cos'):.3f} under all four losses"
+    yield "paper_notes.md", (f"its projection scales with the loss ({fsp(lo['kl'])} KL, {fsp(lo['mse'])} MSE, "
+                             f"{fsp(lo['kl_t0.5'])} and {fsp(lo['kl_t2'])} at T = 0.5 and 2)")
+    h = cells("heads")
+    other = [st(c, "accuracy", "all_other") for c in h.values()]
+    yield "paper_notes.md", (f"turns negative in both ({fsp(h['hidden'], sign='+').lstrip('+')} and "
+                             f"{fsp(h['heads'], sign='+').lstrip('+')}, against {fsp(h['none'], sign='+')})")
+    yield "paper_notes.md", (f"when the heads are redrawn ({acc(h['heads'], 'all_same')}%, against "
+                             f"{acc(h['hidden'], 'all_same')}% with the hidden layers redrawn and "
+                             f"{pct(min(other))}-{pct(max(other))}% from a different init)")
+    yield "paper_notes.md", (f"machine: {acc(h['none'])}% where the 2-core AVX2-only EPYC that trained the other "
+                             f"sweeps "
+                             f"gave {acc(cells('init')['0'])}%")
+    (al,) = cells("alignment").values()
+    curve = {k: al["students"][k]["alignment_curve"] for k in ("aux_same", "aux_other", "all_same", "all_other")}
+    same_lo = np.asarray(curve["aux_same"]["ci95"])[:, 0]
+    m, (lo_, hi_) = np.asarray(curve["aux_other"]["mean"]), np.asarray(curve["aux_other"]["ci95"]).T
+    yield "paper_notes.md", f"its 95% CI above zero at {pct((same_lo > 0).mean(), 0)}% of them)"
+    above = np.flatnonzero(lo_ > 0) + 1  # the steps, 1-based
+    spans = [f"{r[0]}-{r[-1]}" if len(r) > 1 else f"{r[0]}"
+             for r in np.split(above, np.flatnonzero(np.diff(above) > 1) + 1)]
+    yield "paper_notes.md", (f"positive at {pct((m > 0).mean(), 0)}% of steps, its CI above zero in a transient at "
+                             f"steps {spans[0]} and again at steps {', '.join(spans[1:-1])} and {spans[-1]}, and below "
+                             f"zero at {(hi_ < 0).sum()} steps")
+    yield "paper_notes.md", f"of the first step's order ({st(al, 'first_step_cos'):.3f})"
+    yield "paper_notes.md", (f"(mean {np.mean(curve['all_same']['mean']):+.3f} same, "
+                             f"{np.mean(curve['all_other']['mean']):+.3f} different)")
+
+
 def speed_claims():
     b = load(VS_TORCH)["numbers"]
     (pair,) = b["pairs"]
@@ -756,7 +870,7 @@ def glance_claims():
 
 
 GENERATORS = (glance_claims, theory_claims, optimizer_claims, ladder_claims, ladder_full_claims, mnist_claims,
-              study_claims, llm_claims, speed_claims, sweep_claims, map_claims, scan_claims)
+              study_claims, llm_claims, speed_claims, sweep_claims, sweep_table_claims, map_claims, scan_claims)
 
 
 def collect() -> tuple[list[tuple[str, str]], dict[str, str]]:
@@ -806,6 +920,24 @@ ALLOWED: dict[str, dict[str, str]] = {
         "class loss on 2,048 MNIST training images": "the diagnostic's fixed image set (configuration)",
         "this teacher is 295 Adam steps from theta_0": "the protocol: 5 epochs of 59 batches",
         "top-1 / top-3 (chance 1/4, 3/4)": "chance for 4 candidates, not a measurement",
+        # the sweep table: each sweep's axis (its cells' labels, which the row's claims quote), the paper's numbers
+        "(sigma 0 -> 1)": "the init sweep's axis",
+        "(hidden 64 -> 1024, both layers)": "the width sweep's axis",
+        "(m = 1, 2, 3, 10, 30)": "the aux sweep's axis",
+        "at m = 1 the KL of a softmax over one logit": "a cell of the axis",
+        "m = 2 is the smallest m with a signal": "a cell of the axis",
+        "(1, 5, 20 student epochs)": "the student-epochs sweep's axis",
+        "(1, 2, 5, 10 teacher epochs)": "the teacher-epochs sweep's axis",
+        "(a teacher of 0 epochs": "a configuration, not a cell",
+        "(student: Adam, SignSGD at lr 3e-4, SGD at 0.01, 0.1, 1)": "the optimizer sweep's axis",
+        "The caveat: in 5 epochs": "the protocol's student epochs",
+        "(KL, MSE on the 3 aux logits, KL at T = 0.5 and 2)": "the loss sweep's axis",
+        "on 256 fixed train images": "the alignment log's image set (configuration)",
+        "retrained on a 2-core AVX-512 machine": "the machine",
+        "longer distillation helps (19.7% after 1 epoch, 77.2% after 40)": "the paper's numbers",
+        "beside the published 19.7% after 1 epoch and 77.2% after 40": "the paper's numbers",
+        "noise beats real digits (54.9% vs 15.1%)": "the paper's numbers",
+        "beside the published 54.9% and 15.1%": "the paper's numbers",
     },
     "docs/mnist.md": {
         '| **53.4%** [51.5, 55.2] | "over 50%" |': "the paper's number",
@@ -843,8 +975,10 @@ def test_a_missing_artifact_fails(missing, tmp_path, monkeypatch):
         except FileNotFoundError as e:
             assert missing in str(e)
             failed.append(g.__name__)
-    quoting = {MNIST: ["glance_claims", "mnist_claims"], SWEEP_MAP: ["glance_claims", "sweep_claims", "map_claims"],
-               THROUGHPUT: ["ladder_claims"], "figures/mnist_sweep_alignment_full_seed0.json": ["sweep_claims"]}
+    quoting = {MNIST: ["glance_claims", "mnist_claims"],
+               SWEEP_MAP: ["glance_claims", "sweep_claims", "sweep_table_claims", "map_claims"],
+               THROUGHPUT: ["ladder_claims"],
+               "figures/mnist_sweep_alignment_full_seed0.json": ["sweep_claims", "sweep_table_claims"]}
     assert failed == quoting.get(missing, ["glance_claims", "ladder_full_claims"])
 
 
