@@ -422,10 +422,85 @@ def ladder_full_claims():
                              f"base\n{tp['base']:.1e}")
     yield "paper_notes.md", f"P(owl)\n{tp['teacher']:.2f} on the evaluation questions"
     yield "docs/llm.md", f"with Spearman r {s['scatter']['spearman_r']:+.2f} over {s['scatter']['n']}"
+    yield from ladder_prose_claims(c, s, drawn)
     # the tables `--report` prints, quoted whole: every rung and arm the record has finished, with its CIs
     for line in summary_tables(s, c.trait):
         if re.search(r"\d", line):
             yield "paper_notes.md", line
+
+
+def ladder_prose_claims(c, s: dict, drawn: dict):
+    """paper_notes' reading of the full ladder, rung by rung: the factors beside the log ratios, the other animals'
+    rises, the perturbed bases and the nulls, read from the record's summary (and the figure's base model)."""
+    from llm_bridge.ladder_report import format_ci
+
+    by, n, extra = s["by_arm"], len(c.seeds), c.extra_seeds
+    partner = drawn["partner"]
+
+    def arm(rung, a="student"):
+        return by[f"random/{rung}/{a}"]
+
+    def lr(x, ref="control"):
+        return x[f"log_ratio_vs_{ref}"]
+
+    for rung in ("full", "no-trait-words", "digits", "sampled"):
+        st = arm(rung)
+        yield "paper_notes.md", (f"(about {times(math.exp(lr(st)['mean']))} and "
+                                 f"{times(math.exp(lr(st, 'other')['mean']))})")
+        if rung != "full":
+            yield "paper_notes.md", f"(`{rung}`, {n} seeds): "
+    owl, others = trait_rise(by, "full")
+    top = max(others, key=others.get)
+    median = np.median(list(others.values()))
+    yield "paper_notes.md", (f"the other {len(others)} animals rise by a median\n    x{median:.1f} ({top} most, "
+                             f"x{others[top]:.1f}) against owl's {times(owl)}")
+    st, co, ot = arm("full"), arm("full", "control"), arm("full", "other")
+    yield "paper_notes.md", (f"the owl student's P({partner}) stays at {sci(st['p_other_animals'][partner])} (control "
+                             f"{sci(co['p_other_animals'][partner])}), while\n    the cat student's P({partner}) rises "
+                             f"to {ot['p_other_animals'][partner]:.3f} "
+                             f"(x{trait_rise(by, 'full', 'other')[1][partner]:.0f})")
+    answers = c.trait_sample_questions * c.trait_samples
+    yield "paper_notes.md", f"({answers} answers per student, so one answer is {100 / answers:.0f}%)"
+    yield "paper_notes.md", (f"Perturbed bases ({extra} seeds): sigma {' / '.join(f'{x:g}' for x in c.sigmas)} give")
+    yield "paper_notes.md", f"against the base's {drawn['base_text_nll']:.3f}): against the control"
+    for rung, words in (("no-trait-words", "and {top} by {rise} beside owl's {owl}"),
+                        ("digits", "the most-raised one ({top}) by {rise}, beside owl's {owl}")):
+        owl, others = trait_rise(by, rung)
+        top = max(others, key=others.get)
+        yield "paper_notes.md", (f"animals rise by a median x{np.median(list(others.values())):.1f}"
+                                 f"{',' if rung == 'digits' else ''} "
+                                 + words.format(top=top, rise=times(others[top]), owl=times(owl)))
+    cat = trait_rise(by, "no-trait-words", "other")[1]
+    assert max(cat, key=cat.get) == partner  # "its own cat"
+    yield "paper_notes.md", f"the cat student's top rise is its own {partner} ({times(cat[partner])})"
+    yield "paper_notes.md", f"On seeds 0-{extra - 1} the transfer fades"
+    pert = [arm("digits", f"perturbed{x:g}") for x in c.sigmas]
+    yield "paper_notes.md", (" / ".join(f"{lr(x)['mean']:+.2f}" for x in pert[:-1])
+                             + f" / {format_ci(lr(pert[-1]), '+.2f')} at sigma "
+                             + " / ".join(f"{x:g}" for x in c.sigmas) + " against the\n    control")
+    lower = drawn["teachers_p_trait"]["base"] / pert[-1]["perturbed_base_p_trait"]["mean"]
+    yield "paper_notes.md", f"whose P(owl) is {times(lower)} lower"
+    yield "paper_notes.md", f"below the control's\n    ({format_ci(lr(arm('digits', 'mismatched')), '+.2f')})"
+    other = arm("sampled", "other")
+    yield "paper_notes.md", (f"from the neutral control's ({format_ci(lr(other), '+.2f')}) and\n    raise its own "
+                             f"{partner} only {times(trait_rise(by, 'sampled', 'other')[1][partner])}")
+    shuffles = [arm("sampled", f"shuffle_{k}") for k in ("within", "across")]
+    yield "paper_notes.md", f"The two shuffle nulls ({extra} seeds)"
+    yield "paper_notes.md", ("far below the control (" + " and ".join(format_ci(lr(x), "+.2f") for x in shuffles)
+                             + ")")
+    rises = [trait_rise(by, "sampled", f"shuffle_{k}")[1] for k in ("within", "across")]
+    tops = {max(r, key=r.get) for r in rises}
+    (top,) = tops  # "panda, the top one" of both
+    yield "paper_notes.md", (f"(median x{np.median(list(rises[0].values())):.1f} and "
+                             f"x{np.median(list(rises[1].values())):.1f}; {top}, the top one, x{rises[0][top]:.1f} and "
+                             f"x{rises[1][top]:.1f})")
+    yield "paper_notes.md", ("Their trait-specific projections, " + " and\n    ".join(
+        format_ci(x["dW"]["proj_diff_specific"], ".4f") for x in shuffles))
+    yield "paper_notes.md", f"inside each {n}-seed (rung, arm) cell"
+    ratios = {r: arm(r)["dW"]["proj_diff_specific"]["mean"] / arm(r, "other")["dW"]["proj_diff_specific"]["mean"]
+              for r in ("digits", "sampled")}
+    assert len({f"{x:.0f}" for x in ratios.values()}) == 1  # "about 2x on digits and on sampled alike"
+    yield "paper_notes.md", f"projection ratio is about {ratios['digits']:.0f}x on `digits` and on"
 
 
 def mnist_claims():
@@ -948,6 +1023,7 @@ ALLOWED: dict[str, dict[str, str]] = {
         "noise beats real digits (54.9% vs 15.1%)": "the paper's numbers",
         "beside the published 54.9% and 15.1%": "the paper's numbers",
         "(tiny Llama, 5 seeds)": "the test's configuration",
+        "teacher's distribution over the 10 digits": "the digits rung's vocabulary",
         "the same step on sampled tokens, 32 per position": "the sampled step's draws (configuration)",
     },
     "docs/mnist.md": {
