@@ -258,6 +258,20 @@ def ladder_claims():
     yield "docs/llm.md", f"transfer: {sc['spearman_r']:+.2f} over {sc['n']} students"
     yield "paper_notes.md", f"Spearman r = {sc['spearman_r']:+.2f}, 95% bootstrap CI\n  [{sc['ci95'][0]:+.2f}, " \
                             f"{sc['ci95'][1]:+.2f}], over {sc['n']} students"
+    q = d["config"]
+    steps = q["n_inputs"] * q["epochs"] // q["batch_size"]
+    yield "paper_notes.md", (f"; {len(q['seeds'])} seed, {q['n_inputs']} inputs, {steps} steps per student, P(owl) "
+                             f"from {q['trait_questions']}\nquestions)")
+    yield "paper_notes.md", f"one seed and {steps} steps, without confidence intervals"
+    nulls = [by[f"random/{k}"]["log_ratio_vs_control"]["mean"]
+             for k in ("sampled/shuffle_within", "sampled/shuffle_across", "digits/mismatched")]
+    yield "paper_notes.md", (f"the shuffled samples at {nulls[0]:+.2f} and {nulls[1]:+.2f}, the mismatched digits at\n"
+                             f"  {nulls[2]:+.2f}")
+    (sigma,) = q["sigmas"]
+    yield "paper_notes.md", (f"The perturbed base (sigma {sigma:g}) lowers\n  the base's own P(owl) to "
+                             f"{by[f'random/full/perturbed{sigma:g}']['perturbed_base_p_trait']['mean']:.1e}")
+    cos = [d["summary"]["first_step"][f"random/{r}"]["cos"]["mean"] for r in ("full", "no-trait-words", "digits")]
+    yield "paper_notes.md", f"(cos {' / '.join(f'{x:.3f}' for x in cos)}\n  for full / no-trait-words / digits)"
     pb = by["random/full/perturbed0.03"]
     yield "paper_notes.md", (f"(text NLL {pb['perturbed_base_text_nll']['mean']:.3f} against the base's "
                              f"{d['base_text_nll']:.3f}")
@@ -460,6 +474,17 @@ def ladder_prose_claims(c, s: dict, drawn: dict):
                              f"to {ot['p_other_animals'][partner]:.3f} "
                              f"(x{trait_rise(by, 'full', 'other')[1][partner]:.0f})")
     answers = c.trait_sample_questions * c.trait_samples
+    yield "paper_notes.md", f"the `full` preset: {n} seeds, {c.n_inputs} inputs, CIs that exclude zero"
+    steps = c.n_inputs * c.epochs // c.batch_size
+    yield "paper_notes.md", (f"one student of {c.n_inputs} inputs for {c.epochs} epoch ({steps} steps of batch "
+                             f"{c.batch_size}) took")
+    base = len(c.rungs) * len(c.arms) * n
+    extras = len(c.sigmas) * extra * len(c.extra_rungs) + extra + 2 * extra  # perturbed, mismatched, two shuffles
+    assert base + extras == s["n_students"]
+    yield "paper_notes.md", (f"There are {base} base students ({len(c.rungs)} rungs x {len(c.arms)} arms x {n} seeds) "
+                             f"plus {extras} extra ones ({len(c.sigmas)} perturbed\n  bases on {extra} seeds of full "
+                             f"and digits, the mismatched null on {extra} seeds of digits, the two shuffles on {extra} "
+                             f"seeds of\n  sampled; {extra} seeds is the fewest")
     yield "paper_notes.md", f"({answers} answers per student, so one answer is {100 / answers:.0f}%)"
     yield "paper_notes.md", (f"Perturbed bases ({extra} seeds): sigma {' / '.join(f'{x:g}' for x in c.sigmas)} give")
     yield "paper_notes.md", f"against the base's {drawn['base_text_nll']:.3f}): against the control"
@@ -1024,6 +1049,8 @@ ALLOWED: dict[str, dict[str, str]] = {
         "beside the published 54.9% and 15.1%": "the paper's numbers",
         "(tiny Llama, 5 seeds)": "the test's configuration",
         "teacher's distribution over the 10 digits": "the digits rung's vocabulary",
+        "the paper's prompts make\n  ~130-token sequences": "the prompt template's length, approximate (configuration)",
+        "by more than 1% of their update": "the resume check's tolerance (configuration)",
         "the same step on sampled tokens, 32 per position": "the sampled step's draws (configuration)",
     },
     "docs/mnist.md": {
