@@ -616,6 +616,35 @@ def study_claims():
     yield "paper_notes.md", (f"Base model: P(owl) {sci(b['base']['p_target'])}; under the owl system prompt "
                              f"{sci(b['base+system_prompt']['p_target'])}, and owl is the top answer in "
                              f"{whole(b['base+system_prompt']['top_share'])}% of questions")
+    # docs/llm's summary of the study
+    cfg, seeds = d["config"], len(d["config"]["llm"]["seeds"])
+    yield "docs/llm.md", (f"Quick preset: SmolLM2-135M, {seeds} seeds, teachers with k = "
+                          f"{' / '.join(map(str, cfg['strengths']))} direct trait answers, students on\nn = "
+                          f"{' / '.join(map(str, cfg['sizes']))} kept numbers")
+    yield "docs/llm.md", f"| measured (dW space, mean [95% CI] over {seeds} seeds) |"
+    cell = {(c["k"], c["n"]): c for c in d["cells"]}
+    strength = [cell[k, cfg["main_size"]] for k in cfg["strengths"]]
+
+    def p(x):  # 2.4e-4, but 0.19
+        return sci(x) if x < 0.01 else f"{x:.2f}"
+
+    yield "docs/llm.md", (f"teacher P(owl) at k = {' / '.join(map(str, cfg['strengths']))} (owl top answer in "
+                          f"{' / '.join(whole(c['trait']['teacher']['top_share']['mean']) for c in strength)}% of "
+                          f"questions) | {' / '.join(p(c['trait']['teacher']['p_target']['mean']) for c in strength)} "
+                          f"(base {sci(b['base']['p_target'])}, base + system prompt "
+                          f"{sci(b['base+system_prompt']['p_target'])})")
+    tn = [c["dW"]["cos_teacher_neutral"]["real"]["mean"] for c in d["cells"]]
+    yield "docs/llm.md", f"| cos(dT, dN) | {min(tn):.3f} ... {max(tn):.3f}:"
+    yield "docs/llm.md", f"cos(dC, dT - dN), n = {cfg['main_size']} |"
+    k32 = cell[cfg["size_strength"], cfg["main_size"]]["dW"]
+    yield "docs/llm.md", (f"(e.g. k = {cfg['size_strength']}: {k32['cos_student_specific']['real']['mean']:.3f} vs "
+                          f"{k32['cos_control_specific']['real']['mean']:.3f})")
+    top = cell[cfg["strengths"][-1], cfg["main_size"]]["dW"]["proj_diff_specific"]
+    yield "docs/llm.md", (f"k = {cfg['strengths'][-1]}: **{top['real']['mean']:.4f} "
+                          f"{ci(top['real']['ci95'], lambda x: f'{x:.4f}')}** vs {top['null']['mean']:.4f}")
+    shift = max(abs(c["trait"]["student_minus_control"]["mean"]) for c in d["cells"])
+    e = math.floor(math.log10(shift))
+    yield "docs/llm.md", f"(shifts of at most {math.ceil(shift / 10 ** e)}e{e})"  # the bound, one digit up
 
 
 def llm_claims():
@@ -686,7 +715,8 @@ def llm_claims():
                              f"tokens each, on {cfg['trait_sample_questions']} questions")
     yield "paper_notes.md", "| same | positive in " + ", ".join(f"{c['fraction_positive'] * c['n']:.0f}/{c['n']} at {e}"
                                                             for e, c in fs["sampled_cv"].items())
-    yield "docs/llm.md", f"its final, resumed invocation took {load(STUDY)['timings']['wall_s']:.0f} s"
+    wall = load(STUDY)["timings"]["wall_s"]
+    yield "docs/llm.md", f"its final, resumed invocation took {wall:.0f} s ({wall / 60:.0f} min)"
 
 
 def sweep_names() -> tuple[str, ...]:
