@@ -600,15 +600,28 @@ def sci(x: float, digits: int = 1, sign: str = "") -> str:
 
 def study_claims():
     d = load(STUDY)
+    bolded = False
     for c in d["cells"]:
-        q = c["dW"]
+        q, tr = c["dW"], c["trait"]
         proj = q["proj_diff_specific"]
         text = f"{proj['real']['mean']:.4f} {ci(proj['real']['ci95'], lambda x: f'{x:.4f}')}"
         if proj["real"]["ci95"][0] > 0 or proj["real"]["ci95"][1] < 0:  # the table bolds a CI that excludes zero
             text = f"**{text}**"
-        yield "paper_notes.md", (f"| {q['cos_teacher_neutral']['real']['mean']:.3f} | {text} vs "
+        p_teacher = tr["teacher"]["p_target"]["mean"]
+        top = f"{whole(tr['teacher']['top_share']['mean'])}%"
+        if top == "100%" and not bolded:  # the table bolds the first teacher whose top answer is always owl
+            top, bolded = f"**{top}**", True
+        shift = " vs ".join(f"{x / 1e-5:.1f}e-5" for x in (tr["student_minus_control"]["mean"],
+                                                          tr["null_shift"]["mean"]))
+        yield "paper_notes.md", (f"| k = {c['k']}, n = {c['n']} | "
+                                 f"{sci(p_teacher) if p_teacher < 0.01 else f'{p_teacher:.2f}'} / {top} | "
+                                 f"{q['cos_teacher_neutral']['real']['mean']:.3f} | {text} vs "
                                  f"{proj['null']['mean']:.4f} | {q['cos_student_specific']['real']['mean']:.4f} vs "
-                                 f"{q['cos_control_specific']['real']['mean']:.4f} |")
+                                 f"{q['cos_control_specific']['real']['mean']:.4f} | {shift} |")
+    main = [c for c in d["cells"] if c["n"] == d["config"]["main_size"]]
+    controls = {sci(c["trait"]["control"]["p_target"]["mean"]) for c in main}
+    (control,) = controls  # one control per seed, whatever the teacher
+    yield "paper_notes.md", f"control's P(owl) is {control} at n = {d['config']['main_size']}"
     t = d["timings"]
     yield "paper_notes.md", f"took **{t['wall_s']:.0f} s** ({t['wall_s'] / 60:.0f} min) of wall time on 2 CPU cores"
     yield "paper_notes.md", f"with a peak RSS of **{t['peak_rss_mb']:.0f} MB** (the figure's JSON, `timings`)"
