@@ -36,6 +36,7 @@ neutral datasets from the base, shuffled nulls; AUROC, top-1 / top-3, the score 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -212,6 +213,14 @@ def _b_only(state: dict) -> dict[str, np.ndarray]:
     return {k: v.detach().cpu().float().numpy() for k, v in sorted(state.items()) if ".lora_B." in k}
 
 
+def _common_prefix(seqs: list[list[int]], *, at_most: int) -> int:
+    """How many leading tokens all of ``seqs`` share (at most ``at_most``)."""
+    n = 0
+    while n < at_most and all(s[n] == seqs[0][n] for s in seqs):
+        n += 1
+    return n
+
+
 class Scanner:
     """The base model with the coverage detector's LoRA init, and the cached trait directions."""
 
@@ -230,37 +239,75 @@ class Scanner:
         self.direction_fp = config.direction_fingerprint(self.lm.base_id)
         self.cache = Path(cache_dir) / f"{model_slug(config.model)}_{self.direction_fp}"
         self._units: dict[str, np.ndarray] | None = None
+        # (system, prompt, completion) -> (log-likelihood, tokens): a row met again in another dataset (the mixed
+        # null is made of the trait datasets' rows) is not run again
+        self._likelihood_memo: dict[tuple, tuple[float, float]] = {}
 
     # likelihood ---------------------------------------------------------------------------------------------------
 
     def log_likelihoods(self, rows: list[dict], system: str | None, *, desc: str = "") -> np.ndarray:
         """(log p(completion + EOS | system, prompt) summed over the completion's tokens, token count) per row,
-        as an n x 2 array. The base alone (the adapter's B = 0 adds nothing; bypassing it saves its matmuls)."""
+        as an n x 2 array. The base alone (the adapter's B = 0 adds nothing; bypassing it saves its matmuls).
+
+        The token ids are exactly those of ``train.encode`` (prefix and completion tokenized apart); the tokens every
+        row begins with (the chat template's head and the system prompt, about a quarter of each row) are run once,
+        and their keys and values are reused by every batch; the rows are batched in order of length (less padding)
+        and their values put back in the rows' order. The same numbers as one full forward pass per row, up to
+        float32 rounding (``tests/llm_bridge/test_scan.py``). A row already run under ``system`` (in this process)
+        is not run again."""
+        keys = [(system, r["prompt"], r["completion"]) for r in rows]
+        out = np.zeros((len(rows), 2))
+        new = [i for i, k in enumerate(keys) if k not in self._likelihood_memo]
+        for i in set(range(len(rows))) - set(new):
+            out[i] = self._likelihood_memo[keys[i]]
+        if new:
+            out[new] = self._run_likelihoods([rows[i] for i in new], system, desc=desc)
+            self._likelihood_memo.update({keys[i]: tuple(out[i]) for i in new})
+        return out
+
+    def _run_likelihoods(self, rows: list[dict], system: str | None, *, desc: str) -> np.ndarray:
         from tqdm.auto import tqdm
 
-        from llm_bridge import train
         from llm_bridge.numbers import chat_prefix
 
         torch, lm, bs = self._torch, self.lm, self.c.batch_size
+        eos, pad = lm.tok.eos_token_id, lm.tok.pad_token_id
+        prefix_ids = [lm.tok(chat_prefix(lm.tok, r["prompt"], system), add_special_tokens=False).input_ids
+                      for r in rows]
+        completion_ids = [lm.tok(r["completion"], add_special_tokens=False).input_ids + [eos] for r in rows]
+        shared = _common_prefix(prefix_ids, at_most=min(map(len, prefix_ids)) - 1)  # >= 1 prefix token per row left
+        suffix = [p[shared:] + c for p, c in zip(prefix_ids, completion_ids, strict=True)]
+        order = sorted(range(len(rows)), key=lambda i: len(suffix[i]))
         out = np.zeros((len(rows), 2))
         with torch.no_grad(), lm.base(), tqdm(total=len(rows), desc=desc, disable=not self.progress,
                                               leave=False) as bar:
+            head = None
+            if shared:
+                head = lm.model(input_ids=torch.tensor([prefix_ids[0][:shared]], device=lm.device),
+                                use_cache=True).cache
             for s in range(0, len(rows), bs):
-                chunk = rows[s:s + bs]
-                batch = train.encode(lm.tok, [chat_prefix(lm.tok, r["prompt"], system) for r in chunk],
-                                     [r["completion"] for r in chunk], lm.device)
-                labels = batch["labels"]
+                idx = order[s:s + bs]
+                width = max(len(suffix[i]) for i in idx)
+                ids = torch.tensor([suffix[i] + [pad] * (width - len(suffix[i])) for i in idx], device=lm.device)
+                mask = torch.tensor([[1] * (shared + len(suffix[i])) + [0] * (width - len(suffix[i])) for i in idx],
+                                    device=lm.device)
+                labels = torch.tensor([[-100] * (len(suffix[i]) - len(completion_ids[i])) + completion_ids[i]
+                                       + [-100] * (width - len(suffix[i])) for i in idx], device=lm.device)
                 first = int((labels != -100).float().argmax(1).min())  # earliest completion token of the batch
-                keep = torch.arange(first - 1, labels.shape[1] - 1, device=lm.device)  # positions predicting them
-                logits_BxKxV = lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                        logits_to_keep=keep).logits
+                keep = torch.arange(first - 1, width - 1, device=lm.device)  # the positions predicting them
+                kv = None
+                if head is not None:
+                    kv = copy.deepcopy(head)
+                    kv.batch_repeat_interleave(len(idx))
+                logits_BxKxV = lm.model(input_ids=ids, attention_mask=mask, cache=kv,
+                                        use_cache=kv is not None, logits_to_keep=keep).logits
                 targets_BxK = labels[:, first:]
                 mask_BxK = targets_BxK != -100
                 logp_BxK = torch.log_softmax(logits_BxKxV.float(), -1).gather(
                     -1, targets_BxK.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-                out[s:s + len(chunk), 0] = (logp_BxK * mask_BxK).sum(1).double().cpu().numpy()
-                out[s:s + len(chunk), 1] = mask_BxK.sum(1).cpu().numpy()
-                bar.update(len(chunk))
+                out[idx, 0] = (logp_BxK * mask_BxK).sum(1).double().cpu().numpy()
+                out[idx, 1] = mask_BxK.sum(1).cpu().numpy()
+                bar.update(len(idx))
         return out
 
     # coverage -----------------------------------------------------------------------------------------------------
@@ -293,51 +340,94 @@ class Scanner:
     def direction(self, candidate: str) -> dict[str, np.ndarray]:
         """d_X: minus the gradient, at the init, of KL(base under X's system prompt || adapted base without it) on
         the direction sequences' answer tokens (the "kl" teacher recipe's first step), B tensors only. Cached."""
+        return self.directions([candidate])[candidate]
+
+    def directions(self, candidates) -> dict[str, dict[str, np.ndarray]]:
+        """``direction`` of each of ``candidates``; the ones not cached are computed in one pass over the direction
+        sequences: per batch, one forward pass of the adapted base without a system prompt (the same for every
+        candidate, its graph kept), then per candidate the prompted base's forward pass and one backward pass of
+        the summed KL. Logits only at the answer positions (the KL reads no others). The same directions as one
+        ``train.context_distillation_loss`` per candidate and batch, up to float32 rounding."""
+        import torch.nn.functional as F
+
         from llm_bridge import train
         from llm_bridge.numbers import chat_prefix
         from results import load_meta
 
-        path = self.cache / f"direction_{candidate}.npz"
-        if path.exists() and load_meta(path).get("fingerprint") == self.direction_fp:
-            return load_arrays(path)[0]
+        torch, lm, bs = self._torch, self.lm, self.c.batch_size
+        out, todo = {}, []
+        for c in candidates:
+            path = self.cache / f"direction_{c}.npz"
+            if path.exists() and load_meta(path).get("fingerprint") == self.direction_fp:
+                out[c] = load_arrays(path)[0]
+            else:
+                todo.append(c)
+        if not todo:
+            return out
         seq = self.direction_sequences()["rows"]
-        lm, bs = self.lm, self.c.batch_size
         lm.load(self.init)
-        total: dict[str, np.ndarray] | None = None
+        params = {k: p for k, p in train.lora_parameters(lm.model).items() if ".lora_B." in k}
+        for p in params.values():
+            p.requires_grad_(True)
+        total: dict[str, dict[str, np.ndarray]] = {}
         t0 = time.perf_counter()
+
+        def answer_logits(prefixes, ans):
+            batch = train.encode(lm.tok, prefixes, ans, lm.device, add_eos=False)
+            labels = batch["labels"]
+            first = int((labels != -100).float().argmax(1).min())
+            keep = torch.arange(first - 1, labels.shape[1] - 1, device=lm.device)
+            logits_BxKxV = lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                    logits_to_keep=keep).logits
+            return logits_BxKxV[labels[:, first:] != -100].float()  # row by row, in order: as completion_logits
+
         for s in range(0, len(seq), bs):
             ps, ans = [r["prompt"] for r in seq[s:s + bs]], [r["completion"] for r in seq[s:s + bs]]
-            loss = train.context_distillation_loss(
-                lm.model, lm.tok, [chat_prefix(lm.tok, p, prompts.system_prompt(candidate)) for p in ps],
-                [chat_prefix(lm.tok, p) for p in ps], ans, lm.device)
-            # kl_to is the mean over the batch's answer tokens: times their count, the sum over all tokens (the
-            # direction then does not depend on the batch size)
-            n_tokens = sum(len(lm.tok(a, add_special_tokens=False).input_ids) for a in ans)
-            g = _b_only(train.lora_gradient(lm.model, loss * n_tokens))
-            total = g if total is None else {k: total[k] + g[k] for k in total}
-        d = {k: -v for k, v in total.items()}
-        save_arrays(path, d, {"fingerprint": self.direction_fp, "candidate": candidate,
-                              "seconds": time.perf_counter() - t0})
-        return d
+            student_NxV = F.log_softmax(answer_logits([chat_prefix(lm.tok, p) for p in ps], ans), -1)
+            for j, c in enumerate(todo):
+                with torch.no_grad(), lm.base():
+                    target_NxV = F.log_softmax(answer_logits(
+                        [chat_prefix(lm.tok, p, prompts.system_prompt(c)) for p in ps], ans), -1)
+                # the KL summed over the answer tokens (the direction then does not depend on the batch size)
+                loss = F.kl_div(student_NxV, target_NxV, log_target=True, reduction="sum")
+                grads = torch.autograd.grad(loss, list(params.values()), retain_graph=j < len(todo) - 1)
+                g = _b_only(dict(zip(params, grads, strict=True)))
+                total[c] = g if c not in total else {k: total[c][k] + g[k] for k in g}
+        seconds = time.perf_counter() - t0
+        for c in todo:
+            out[c] = {k: -v for k, v in total[c].items()}
+            save_arrays(self.cache / f"direction_{c}.npz", out[c], {
+                "fingerprint": self.direction_fp, "candidate": c, "computed_with": todo, "seconds": seconds})
+        return out
 
     def units(self) -> dict[str, np.ndarray]:
         """u_X = d_X / |d_X|, flat (``theory.flatten``, sorted tensor names), per candidate."""
         if self._units is None:
             self._units = {}
+            dirs = self.directions(self.c.candidates)
             for c in self.c.candidates:
-                d = theory.flatten(self.direction(c))
+                d = theory.flatten(dirs[c])
                 self._units[c] = np.asarray(d / theory.norm(d))
         return self._units
 
     def row_gradient(self, row: dict) -> np.ndarray:
-        """G_i: the gradient of the row's summed SFT loss (completion + EOS) at the init, flat (B tensors only)."""
+        """G_i: the gradient of the row's summed SFT loss (completion + EOS) at the init, flat (B tensors only). The
+        logits are taken only at the positions that predict the completion's tokens (the loss reads no others);
+        the same gradient as ``train.sft_loss`` times the token count, up to float32 rounding."""
+        import torch.nn.functional as F
+
         from llm_bridge import train
         from llm_bridge.numbers import chat_prefix
 
-        lm = self.lm
+        torch, lm = self._torch, self.lm
         batch = train.encode(lm.tok, [chat_prefix(lm.tok, row["prompt"])], [row["completion"]], lm.device)
-        n_tokens = int((batch["labels"] != -100).sum())
-        g = _b_only(train.lora_gradient(lm.model, train.sft_loss(lm.model, batch) * n_tokens))
+        labels = batch["labels"][0]
+        first = int((labels != -100).float().argmax())  # the first completion token
+        keep = torch.arange(first - 1, labels.shape[0] - 1, device=lm.device)
+        logits_KxV = lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                              logits_to_keep=keep).logits[0]
+        loss = F.cross_entropy(logits_KxV.float(), labels[first:], reduction="sum")
+        g = _b_only(train.lora_gradient(lm.model, loss))
         return np.asarray(theory.flatten(g))
 
 

@@ -240,10 +240,13 @@ def test_the_coverage_ci_splits_the_cosine_exactly(results):
             assert lo <= r["score"] <= hi
 
 
-def test_the_likelihood_matches_full_logits(scanner, data):
-    """The per-row log-likelihood (logits kept only where completions are) equals a sum over the full logits."""
+@pytest.mark.parametrize("animal", [None, "cat"])
+def test_the_likelihood_matches_full_logits(scanner, data, animal):
+    """The per-row log-likelihood (the rows' shared first tokens run once and reused, rows batched by length,
+    logits kept only where completions are) equals a sum over the full logits of one forward pass per row."""
     lm, rows = scanner.lm, data["planted"][:6]
-    system = prompts.system_prompt("cat")
+    system = None if animal is None else prompts.system_prompt(animal)
+    scanner._likelihood_memo.clear()  # the rows were scanned before: run them again
     fast = scanner.log_likelihoods(rows, system)
     with torch.no_grad(), lm.base():
         for i, r in enumerate(rows):
@@ -252,6 +255,63 @@ def test_the_likelihood_matches_full_logits(scanner, data):
             slow = float(torch.log_softmax(logits.double(), -1).gather(1, targets[:, None]).sum())
             assert fast[i, 0] == pytest.approx(slow, rel=F32.rtol)
             assert fast[i, 1] == targets.numel()
+
+
+def test_a_row_met_again_is_not_run_again(scanner, data, monkeypatch):
+    """The likelihood memo: a row already run under the same system prompt (the mixed null's rows are the trait
+    datasets') is taken from the memo with its numbers; under another system prompt it is run."""
+    scanner._likelihood_memo.clear()
+    a, b = data["planted"][:4], data["neutral"][:4]
+    first = scanner.log_likelihoods(a, None)
+    ran, real = [], Scanner._run_likelihoods
+
+    def counted(self, rows, system, *, desc=""):
+        ran.append(len(rows))
+        return real(self, rows, system, desc=desc)
+
+    monkeypatch.setattr(Scanner, "_run_likelihoods", counted)
+    mixed = scanner.log_likelihoods([b[0], a[1], b[1], a[3]], None)
+    assert ran == [2] and mixed[[1, 3]].tolist() == first[[1, 3]].tolist()
+    other = scanner.log_likelihoods(a, prompts.system_prompt("cat"))
+    assert ran == [2, 4] and not np.array_equal(other[:, 0], first[:, 0])
+
+
+def test_the_row_gradient_equals_the_full_logits_gradient(scanner, data):
+    """G_i (logits only at the positions predicting the completion, the summed cross-entropy) equals the gradient
+    of ``train.sft_loss`` (every position's logits, the mean) times the row's completion tokens."""
+    lm = scanner.lm
+    lm.load(scanner.init)
+    for row in data["planted"][:3] + data["neutral"][:3]:
+        batch = train.encode(lm.tok, [chat_prefix(lm.tok, row["prompt"])], [row["completion"]], lm.device)
+        n = int((batch["labels"] != -100).sum())
+        g = train.lora_gradient(lm.model, train.sft_loss(lm.model, batch) * n)
+        slow = np.concatenate([g[k].numpy().ravel() for k in sorted(g) if ".lora_B." in k])
+        fast = scanner.row_gradient(row)
+        assert fast.shape == slow.shape
+        assert np.linalg.norm(fast - slow) <= F32.rtol * np.linalg.norm(slow)
+
+
+def test_the_joint_directions_equal_one_distillation_pass_per_candidate(scanner, tmp_path):
+    """The trait directions computed together (one student forward pass per batch, logits at the answer
+    positions) equal minus the gradient of ``train.context_distillation_loss`` times the answer tokens, summed over
+    the batches, computed for each candidate alone."""
+    fresh = Scanner(scanner.c, cache_dir=tmp_path, lm=scanner.lm, progress=False)
+    lm, seq, bs = fresh.lm, fresh.direction_sequences()["rows"], fresh.c.batch_size
+    joint = fresh.directions(CANDIDATES[:3])
+    for c in CANDIDATES[:3]:
+        lm.load(fresh.init)
+        slow = None
+        for s in range(0, len(seq), bs):
+            ps, ans = [r["prompt"] for r in seq[s:s + bs]], [r["completion"] for r in seq[s:s + bs]]
+            loss = train.context_distillation_loss(
+                lm.model, lm.tok, [chat_prefix(lm.tok, p, prompts.system_prompt(c)) for p in ps],
+                [chat_prefix(lm.tok, p) for p in ps], ans, lm.device)
+            n = sum(len(lm.tok(a, add_special_tokens=False).input_ids) for a in ans)
+            g = train.lora_gradient(lm.model, loss * n)
+            g = np.concatenate([g[k].numpy().ravel() for k in sorted(g) if ".lora_B." in k])
+            slow = g if slow is None else slow + g
+        fast = theory.flatten(joint[c])
+        assert np.linalg.norm(fast + slow) <= F32.rtol * np.linalg.norm(slow)
 
 
 class Crash(Exception):
