@@ -1,11 +1,14 @@
-"""MNIST and Fashion-MNIST through torchvision, with checks that turn a missing or corrupt file into a clear error.
+"""MNIST and Fashion-MNIST in torchvision's layout, with checks that turn a missing or corrupt file into a clear error.
 
 Pixels are scaled to [-1, 1] as (x - 0.5) / 0.5, as in the authors' setup (paper Section 6.2).
 
 Both datasets (``DATASETS``: ``mnist``, the default everywhere, and ``fashion``) come as the same four IDX files
 (same names, headers and counts; different content, hence MD5s). torchvision's ``MNIST`` reads them from
 ``<root>/MNIST/raw/``, its ``FashionMNIST`` from ``<root>/FashionMNIST/raw/``, so one root holds both. Online,
-``download=True`` (``--download``) lets torchvision fetch them. Offline, ``prepare_from_gz`` (``python -m
+``download=True`` (``--download``) lets torchvision fetch them. Once they are there and pass their checks (header,
+size, MD5), ``load_dataset`` reads them with numpy, the same bytes torchvision reads (``tests/mnist_mlp/test_data.py``
+and ``python -m mnist_mlp.data`` check that both give the same arrays), without importing torch: seconds of each
+process that trains on MNIST. Offline, ``prepare_from_gz`` (``python -m
 mnist_mlp.data [--dataset fashion] --from-gz DIR --data-dir ROOT``) unpacks the four original .gz files there, after
 checking them against ``SHA256SUMS`` (when DIR has one) and the well-known MD5s of the uncompressed files.
 
@@ -237,18 +240,34 @@ def _torchvision_class(dataset: str) -> type:
     return getattr(torchvision.datasets, _dataset(dataset).tv_class)  # looked up per call, so tests can patch it
 
 
+def _scaled(pixels_NxD_u8: np.ndarray, labels_N: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(images_NxD float32 in [-1, 1], labels_N int32), read-only, from the raw uint8 pixels and integer labels."""
+    images = pixels_NxD_u8.reshape(len(labels_N), -1).astype(np.float32) / 255.0
+    images = (images - 0.5) / 0.5
+    labels = labels_N.astype(np.int32)
+    images.setflags(write=False)
+    labels.setflags(write=False)
+    return images, labels
+
+
 # Cached per (resolved root, split, dataset). Safe against stale data because load_dataset runs validate_raw (MD5)
 # before every lookup, so the files on disk are byte-identical to what was cached. The arrays are shared, hence
 # read-only.
 @functools.lru_cache(maxsize=4)
 def _load(root: str, split: str, dataset: str = "mnist") -> tuple[np.ndarray, np.ndarray]:
+    """The split's two IDX files (validated by the caller) read with numpy: the bytes after each header are the
+    uint8 pixels (row-major, SIDE x SIDE per image) and the uint8 labels, as torchvision reads them."""
+    raw = raw_dir(root, dataset=dataset)
+    images_file, labels_file = SPLITS[split]
+    pixels = np.fromfile(raw / images_file, np.uint8, offset=16)
+    labels = np.fromfile(raw / labels_file, np.uint8, offset=8)
+    return _scaled(pixels, labels)
+
+
+def _load_torchvision(root: str, split: str, dataset: str = "mnist") -> tuple[np.ndarray, np.ndarray]:
+    """The same arrays as ``_load``, read by torchvision's dataset class (what ``_load`` is checked against)."""
     ds = _torchvision_class(dataset)(root=root, train=split == "train", download=False)
-    images = ds.data.numpy().reshape(len(ds), -1).astype(np.float32) / 255.0
-    images = (images - 0.5) / 0.5
-    labels = ds.targets.numpy().astype(np.int32)
-    images.setflags(write=False)
-    labels.setflags(write=False)
-    return images, labels
+    return _scaled(ds.data.numpy(), ds.targets.numpy())
 
 
 def load_dataset(name: str, data_dir: PathLike | None = None, *, split: str = "train",
@@ -370,8 +389,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.from_gz is not None:
             print(f"unpacked {args.from_gz} into {prepare_from_gz(args.from_gz, root, dataset=args.dataset)}")
         for split in SPLITS:
-            # also proves torchvision reads them
-            x, _ = load_dataset(args.dataset, root, split=split, download=args.download)
+            x, y = load_dataset(args.dataset, root, split=split, download=args.download)
+            # also proves torchvision reads them, to the same arrays
+            xt, yt = _load_torchvision(str(Path(root).resolve()), split, args.dataset)
+            if not (np.array_equal(x, xt) and np.array_equal(y, yt)):
+                raise DataError(f"torchvision reads {raw_dir(root, dataset=args.dataset)}'s {split} files to other "
+                                "arrays than numpy does: report this (it is a bug of this module)")
             print(f"{split}: {x.shape[0]} images OK in {raw_dir(root, dataset=args.dataset)}")
     except DataError as e:
         raise SystemExit(f"error: {e}") from None

@@ -198,7 +198,9 @@ class Experiment:
         look at their predictions (teaching notebooks); off for large runs (1 MB per student and run).
 
         The process keeps the memory it frees from here on (``results.keep_freed_memory``): XLA's per-step buffers
-        are then reused instead of being faulted in afresh at every step (same numbers, less system time)."""
+        are then reused instead of being faulted in afresh at every step (same numbers, less system time). The run
+        folder is this process's from here on too (``results.lock_folder``), before any data is read: a second
+        process on it stops at once."""
         from mnist_mlp.data import default_data_dir, load_dataset
 
         keep_freed_memory()
@@ -207,6 +209,8 @@ class Experiment:
         self.final_students: dict[str, list] = {}
         self.teacher_source: Path | None = None  # a run folder whose matching teachers this one copies (a stack)
         self.dir = Path(out_dir) / run_name(config)
+        if jax.process_index() == 0:  # the run folder is this process's before any data is read (``_run_group``)
+            lock_folder(self.dir)
         root = config.data_dir or default_data_dir()
         xtr, ytr = load_dataset(config.dataset, root, split="train")
         if poisoned := injected("nan-image"):  # a test hook (tests/faults): NaN pixels in these training images

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import json
 import shutil
 import struct
 from pathlib import Path
@@ -238,7 +239,7 @@ def test_prepare_from_gz_unpacks_validates_and_skips_valid_files(tiny_gz, tmp_pa
     validate_raw(root, "test")
 
 
-def test_load_mnist_scales_to_minus_one_one_via_torchvision(tiny_gz, tmp_path):
+def test_load_mnist_scales_to_minus_one_one_as_torchvision_reads_it(tiny_gz, tmp_path):
     prepare_from_gz(tiny_gz, tmp_path)
     x, y = load_mnist(tmp_path, split="train")
     assert x.shape == (5, 784) and x.dtype == np.float32 and y.dtype == np.int32
@@ -246,6 +247,26 @@ def test_load_mnist_scales_to_minus_one_one_via_torchvision(tiny_gz, tmp_path):
     np.testing.assert_array_equal(y, np.arange(5))
     with pytest.raises(ValueError):
         x[0, 0] = 0.0  # cached arrays are shared, hence read-only
+    for split in data.SPLITS:  # numpy's read of the IDX files is torchvision's, bit for bit
+        got, want = load_mnist(tmp_path, split=split), data._load_torchvision(str(tmp_path.resolve()), split)
+        for a, b in zip(got, want, strict=True):
+            assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def test_loading_mnist_imports_no_torch(tiny_gz, tmp_path):
+    """load_dataset reads validated files with numpy: a training process does not pay torch's import."""
+    import subprocess
+    import sys
+
+    prepare_from_gz(tiny_gz, tmp_path)
+    files = json.dumps(data.DATASETS["mnist"].files)  # the tiny files' MD5s (patched by tiny_gz)
+    code = ("import json, sys; from mnist_mlp import data; "
+            "data.DATASETS['mnist'].files.update((k, tuple(v)) for k, v in json.loads(sys.argv[1]).items()); "
+            "x, y = data.load_mnist(sys.argv[2], split='test'); assert x.shape == (3, 784), x.shape; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision'}))")
+    out = subprocess.run([sys.executable, "-c", code, files, str(tmp_path)], cwd=data.REPO_ROOT, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
 def test_resolve_test_data_dir_unpacks_from_gz(tiny_gz, monkeypatch, tmp_path):
@@ -306,6 +327,14 @@ def test_real_test_split(real_root):
     counts = np.bincount(y, minlength=10)
     assert len(counts) == 10 and counts.min() > 0 and counts.sum() == 10_000
     assert counts[1] == 1135  # the well-known number of ones in the test set
+
+
+@pytest.mark.data
+def test_real_numpy_read_equals_torchvisions(real_root):
+    for split in data.SPLITS:
+        got, want = load_mnist(real_root, split=split), data._load_torchvision(str(real_root.resolve()), split)
+        for a, b in zip(got, want, strict=True):
+            assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
 
 
 @pytest.mark.data
