@@ -29,6 +29,30 @@ def test_r_is_the_pearson_correlation_of_the_ranks():
     assert out == spearman_ci(x, y)  # fixed seed: the same interval
 
 
+def test_r_and_its_bootstrap_are_scipys_bit_for_bit():
+    """The rank correlation (``_spearman_r``, thousands of times per CI) equals scipy's ``spearmanr`` exactly, ties
+    included (average ranks), and so does a CI recomputed with scipy's function in its place."""
+    from scipy.stats import rankdata, spearmanr
+
+    from theory import stats
+
+    rng = np.random.default_rng(7)
+    for n in (3, 4, 7, 24, 101):
+        for ties in (None, 3, n // 2 + 1):
+            x = rng.normal(size=n) if ties is None else rng.integers(0, ties, n).astype(float)
+            y = rng.integers(0, 4, n).astype(float) if ties else x + rng.normal(size=n)
+            if np.ptp(x) == 0 or np.ptp(y) == 0:
+                continue
+            assert stats._average_ranks(x).tobytes() == rankdata(x).tobytes()
+            assert stats._spearman_r(x, y) == float(spearmanr(x, y).statistic), (n, ties)
+    x, y = np.repeat(_data(12)[0], 2), rng.integers(0, 5, 24).astype(float)  # ties in both
+    fast = spearman_ci(x, y, groups=list(np.repeat(np.arange(12), 2)), n_boot=300)
+    scipys = pytest.MonkeyPatch.context()
+    with scipys as m:
+        m.setattr(stats, "_spearman_r", lambda a, b: float(spearmanr(a, b).statistic))
+        assert spearman_ci(x, y, groups=list(np.repeat(np.arange(12), 2)), n_boot=300) == fast
+
+
 def test_grouped_bootstrap_moves_a_group_as_one_point():
     """Each point copied 5 times, grouped by its original: the group bootstrap draws the same resamples as the
     point bootstrap of the originals (same seed), and ties of copies keep Spearman's r, so both CIs agree. The point
