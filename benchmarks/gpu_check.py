@@ -209,8 +209,9 @@ def gpu_name() -> str | None:
 
 
 def summarize(results: dict) -> dict:
-    """The ratios the README quotes: the authors' approach's wall time over ours (> 1: we are faster), achieved
-    GFLOP/s of our training against the measured matmul peak, and the utilisation during training."""
+    """The ratios docs/mnist.md quotes once a GPU run is committed: the authors' approach's wall time over ours
+    (> 1: we are faster), achieved GFLOP/s of our training against the measured matmul peak, and the utilisation
+    during training."""
     peak = results["peak"] if "error" not in results["peak"] else {}
     lines, out = [], {}
     ours = {r["name"]: r for r in results["ours"] if "error" not in r}

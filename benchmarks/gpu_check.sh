@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Ours against the authors' approach on one GPU: the 100-run Fig. 10 protocol end to end, GPU utilisation sampled
 # with nvidia-smi, matmul peaks, and ours at float32 / TF32 / bf16 matmuls (benchmarks/gpu_check.py says what each
-# measurement is). Under 5 minutes on one H200.
+# measurement is). Sized to take minutes on one GPU; not yet timed on one.
 #
 #   benchmarks/gpu_check.sh [--mnist-gz DIR] [--out DIR] [--device cpu] [--runs N] [options of python -m benchmarks.gpu_check]
 #

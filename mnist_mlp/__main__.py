@@ -38,8 +38,8 @@ app = make_app(__doc__)
 def main(
     ctx: typer.Context,
     preset: str = preset_option(choices=("tiny", "quick", "paper"), help="tiny (2 runs of 1 epoch on 2,048 noise "
-                                "images: seconds, for tests), quick (4 runs, about a minute on CPU) or paper (100 "
-                                "runs)"),
+                                "images, for tests), quick (4 runs of 5 epochs) or paper (100 runs, "
+                                "the paper protocol)"),
     runs: int | None = typer.Option(None, min=2, help="override the preset's number of runs (a cross-model student "
                                     "needs another run's teacher: at least 2)"),
     seed: int = seed_option(),
@@ -109,7 +109,7 @@ def sweep(
                                "alignment), or all"),
     preset: str = preset_option(choices=("tiny", "quick", "paper"), old_names=OLD_PRESET_NAMES,
                                 help="tiny (2 runs per cell of 1 epoch on 2,048 noise images; for tests), quick (2 "
-                                "runs per cell, 10,240 noise images; a few minutes) or paper (25 runs "
+                                "runs per cell, 10,240 noise images) or paper (25 runs "
                                 "per cell, the paper protocol; resumable; its files are named full, paper's old name "
                                 "here, which is still accepted)"),
     seed: int = seed_option(help="root seed of every cell"),

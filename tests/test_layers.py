@@ -1,6 +1,7 @@
-"""The packages' one-way layers (README "What is here"): theory (math + stats) and results (I/O) at the bottom, the
-experiments above them, never importing each other or figures; figures and benchmarks above those; the CLIs
-(every package's ``__main__``) outermost. Imports inside functions count too. No ``_private`` name crosses packages."""
+"""The packages' one-way layers (docs/reproducibility.md, "What is here"): theory (math + stats) and results (I/O)
+at the bottom, the experiments above them, never importing each other or figures; figures and benchmarks above
+those; the CLIs (every package's ``__main__``) outermost. Imports inside functions count too. No ``_private`` name
+crosses packages."""
 
 from __future__ import annotations
 

@@ -30,8 +30,8 @@ app = make_app(__doc__)
 
 @app.command(help=__doc__)
 def main(
-    preset: str = preset_option("paper", choices=("quick", "paper"), help="quick (a small grid, about 2 min on 2 CPU "
-                                "cores) or paper (the 336-network grid)"),
+    preset: str = preset_option("paper", choices=("quick", "paper"), help="quick (a small grid that still covers "
+                                "every family and loss) or paper (the 336-network grid)"),
     json_path: Path | None = typer.Option(None, "--json", help="where to write the results JSON "
                                           "(default: FIGURES_DIR/theory_projection_SETTINGS.json)"),
     out: Path = out_option(Path("runs"), help="the run folder: each part of the grid (an architecture; an "

@@ -82,7 +82,7 @@ class TheoryConfig:
 
     @classmethod
     def quick(cls, **kw) -> TheoryConfig:
-        """A small grid (about a minute on 2 CPU cores) that still covers every family and loss."""
+        """A small grid that still covers every family and loss."""
         kw.setdefault("archs", ("mlp1-relu", "mlp2-tanh", "mlp3-gelu", "cnn", "transformer"))
         kw.setdefault("seeds_per_combo", 2)
         return cls(**kw)
