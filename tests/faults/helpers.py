@@ -211,3 +211,32 @@ def kill_chain(cmd: list[str], base: Path, ref: Run, *, middle: list[str], last:
     final = run_cli(cmd, base)
     assert final.rc == 0, final.stderr[-3000:]
     return Chain(attempts, final)
+
+
+def theory_command(d: Path, archs: str, inputs: str, *flags: str) -> list[str]:
+    """``python -m theory`` at its smallest through the CLI (the quick preset, one case per combination) with its run
+    folder and figures under ``d``; ``flags``: the grid's (``--optimizers`` for the optimizer axis)."""
+    return ["theory", *flags, "--preset", "quick", "--archs", archs, "--inputs", inputs, "--seeds-per-combo", "1",
+            "--out", f"{d}/runs", "--figures-dir", f"{d}/fig", "--resume", "--no-progress"]
+
+
+def theory_reference(d: Path, cmd: list[str], parts: int) -> Run:
+    """The uninterrupted run a theory chain is compared with; it keeps one array file per part of its grid."""
+    r = run_cli(cmd, d)
+    assert r.rc == 0, r.stderr[-3000:]
+    assert len([w for w in r.writes if w.endswith(".npz")]) == parts, r.writes
+    return r
+
+
+def theory_kills_then_resume(cmd: list[str], base: Path, ref_dir: Path, ref: Run, figure: str) -> Chain:
+    """SIGKILL at three seeded points of a theory run (``kill_chain``: while a part is computed, while one is written,
+    while the figure is written), then to the end: the figure JSON (``figure``: its glob in ``fig/``) equals the
+    uninterrupted run's, byte for byte after removing timings, and no temp file is left."""
+    middle = [w for w in ref.writes if w.startswith("runs/")]
+    last = [w for w in ref.writes if w.startswith("fig/")]
+    chain = kill_chain(cmd, base, ref, middle=middle, last=last)
+    assert chain.kills == 3 and all(a.landed for a in chain.attempts), str(chain)
+    [mine], [theirs] = list((base / "fig").glob(figure)), list((ref_dir / "fig").glob(figure))
+    assert canonical(mine) == canonical(theirs)
+    assert_clean(base)
+    return chain

@@ -15,12 +15,19 @@ import numpy as np
 import pytest
 
 from results import load_arrays, save_arrays
-from tests.faults.helpers import ROOT, assert_clean, canonical, cli_env, kill_chain, run_cli
+from tests.faults.helpers import (
+    ROOT,
+    canonical,
+    cli_env,
+    run_cli,
+    theory_command,
+    theory_kills_then_resume,
+    theory_reference,
+)
 
 
 def command(d) -> list[str]:
-    return ["theory", "--preset", "quick", "--archs", "mlp1-tanh,mlp1-relu,mlp1-gelu", "--inputs", "gaussian,uniform",
-            "--seeds-per-combo", "1", "--out", f"{d}/runs", "--figures-dir", f"{d}/fig", "--resume", "--no-progress"]
+    return theory_command(d, "mlp1-tanh,mlp1-relu,mlp1-gelu", "gaussian,uniform")
 
 
 def figure_json(d):
@@ -31,21 +38,13 @@ def figure_json(d):
 @pytest.fixture(scope="module")
 def ref(tmp_path_factory):
     d = tmp_path_factory.mktemp("theory_ref")
-    r = run_cli(command(d), d)
-    assert r.rc == 0, r.stderr[-3000:]
-    assert len([w for w in r.writes if w.endswith(".npz")]) == 3, r.writes
-    return d, r
+    return d, theory_reference(d, command(d), parts=3)
 
 
 def test_kills_at_seeded_points_then_resume_give_the_same_json(ref, tmp_path):
     ref_dir, ref_run = ref
-    middle = [w for w in ref_run.writes if w.startswith("runs/")]
-    last = [w for w in ref_run.writes if w.startswith("fig/")]
-    chain = kill_chain(command(tmp_path), tmp_path, ref_run, middle=middle, last=last)
+    chain = theory_kills_then_resume(command(tmp_path), tmp_path, ref_dir, ref_run, "*.json")
     print(f"theory: {chain}")
-    assert chain.kills == 3 and all(a.landed for a in chain.attempts), str(chain)
-    assert canonical(figure_json(tmp_path)) == canonical(figure_json(ref_dir))
-    assert_clean(tmp_path)
 
 
 def copy_parts(ref_dir, d):
