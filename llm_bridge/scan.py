@@ -720,8 +720,8 @@ class ScanEvalConfig:
 
     @classmethod
     def quick(cls, **kw) -> ScanEvalConfig:
-        """An end-to-end check on SmolLM2 within about 20 min of 2 CPU cores: 4 candidate animals, one 24-row
-        dataset each, 2 neutral, 1 shuffled, 1 mixed; too small for tight CIs."""
+        """An end-to-end check on SmolLM2 that fits 2 CPU cores (``benchmarks/scan_quick.py`` times it): 4 candidate
+        animals, one 24-row dataset each, 2 neutral, 1 shuffled, 1 mixed; too small for tight CIs."""
         animals = ("owl", "cat", "dog", "wolf")
         base = dict(scan=ScanConfig.quick(candidates=animals, reference_rows=24), animals=animals, replicates=1,
                     rows=24, neutral=2, shuffled=1, mixed=1, sizes=(8, 16, 24))

@@ -35,6 +35,7 @@ OPTIMIZERS = "figures/theory_optimizers_paper_float64_seed0.json"
 LADDER = "figures/llm_ladder_quick_smollm2-135m_owl_seeds1_6d9bcb87cf.json"
 VS_TORCH = "benchmarks/results/mnist_vs_torch.json"
 VS_TORCH_N10 = "benchmarks/results/mnist_vs_torch_n10.json"
+SCAN_TIME = "benchmarks/results/scan_quick.json"
 PRECISION = "benchmarks/results/ladder_throughput_precision.json"
 THROUGHPUT = "benchmarks/results/ladder_throughput.json"
 SWEEP_MAP = "figures/mnist_transfer_map_full_seed0.json"
@@ -1101,6 +1102,9 @@ def scan_claims():
 
     paper = ScanEvalConfig.paper()  # the size the issue's goal names, not run yet
     yield "paper_notes.md", f"at {paper.rows} rows over {len(paper.animals)} animals"
+    t = load(SCAN_TIME)["numbers"]  # the quick evaluation timed end to end (benchmarks/scan_quick.py)
+    yield "docs/llm.md", (f"takes {t['cpu_s']:.0f} CPU seconds at {t['threads']} torch thread ({t['cpu_s'] / 60:.0f} "
+                          f"min;\n{t['wall_s']:.0f} s wall")
 
 
 def glance_claims():
@@ -1250,7 +1254,7 @@ def test_every_artifact_is_read(generator):
 
 
 @pytest.mark.parametrize("missing", [MNIST, SWEEP_MAP, THROUGHPUT, VS_TORCH_N10,
-                                     "figures/mnist_sweep_alignment_full_seed0.json",
+                                     SCAN_TIME, "figures/mnist_sweep_alignment_full_seed0.json",
                                      "figures/llm_ladder_full_smollm2-135m_owl_seeds5_2a5d905754_record"])
 def test_a_missing_artifact_fails(missing, tmp_path, monkeypatch):
     """In a copy of the repository's artifacts without one of them, each generator that quotes it raises, and the
@@ -1270,7 +1274,7 @@ def test_a_missing_artifact_fails(missing, tmp_path, monkeypatch):
             failed.append(g.__name__)
     quoting = {MNIST: ["glance_claims", "mnist_claims", "speed_claims"],
                SWEEP_MAP: ["glance_claims", "sweep_claims", "sweep_table_claims", "map_claims"],
-               THROUGHPUT: ["ladder_claims"], VS_TORCH_N10: ["speed_claims"],
+               THROUGHPUT: ["ladder_claims"], VS_TORCH_N10: ["speed_claims"], SCAN_TIME: ["scan_claims"],
                "figures/mnist_sweep_alignment_full_seed0.json": ["sweep_claims", "sweep_table_claims"]}
     assert failed == quoting.get(missing, ["glance_claims", "ladder_full_claims"])
 
