@@ -1152,6 +1152,18 @@ def glance_claims():
     yield "README.md", f"{lr['full']} on the whole vocabulary, {lr['digits']} on the digit tokens alone"
     yield "README.md", f"[ladder](figures/{c.name()}.png)"
     yield "README.md", f"one owl-loving teacher, {len(c.seeds)} student seeds"
+    sc = load(SCAN)
+    cfg, summary = sc["config"], sc["summary"]
+
+    def auc(det):
+        a = summary[f"{det}/calibrated/{cfg['rows']}"]["auroc"]["neutral"]
+        return f"{a['auroc']:.2f} [{a['ci95'][0]:.2f}, {a['ci95'][1]:.2f}]"
+
+    yield "README.md", (f"quick evaluation, {len(cfg['animals'])} animals with one {cfg['rows']}-row dataset each, "
+                        f"{cfg['neutral']} neutral datasets")
+    yield "README.md", (f"AUROC of trait against neutral datasets {auc('likelihood')} (likelihood shift, calibrated), "
+                        f"{auc('coverage')} (coverage cosine, calibrated)")
+    yield "README.md", f"[scan](figures/{sc['name']}.png)"
 
 
 
